@@ -1,0 +1,234 @@
+"""Warehouse access: one small interface over the embedded DuckDB file and PostgreSQL.
+
+Owns the schemas the pipeline writes outside dbt (raw, quarantine, ops, published),
+the DDL of the raw tables derived from the source contract, and transactions. dbt owns
+staging, intermediate, audit and config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from crm_pipeline.contract import ENTITIES, RAW_META_COLUMNS, Entity
+
+PIPELINE_SCHEMAS = ("raw", "quarantine", "ops", "published")
+
+_DUCKDB_TYPES = {
+    "int": "BIGINT",
+    "text": "VARCHAR",
+    "money": "DECIMAL(14,2)",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "bool": "BOOLEAN",
+}
+_PG_TYPES = {**_DUCKDB_TYPES, "text": "TEXT"}
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def ident(name: str) -> str:
+    """Validate an identifier the pipeline builds SQL from (never user data)."""
+    if not _IDENT.match(name):
+        raise ValueError(f"invalid SQL identifier: {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    """Where the warehouse is: a DuckDB file path or a PostgreSQL URL."""
+
+    kind: str  # "duckdb" | "postgres"
+    duckdb_path: Path | None = None
+    url: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> "WarehouseConfig":
+        if url.startswith("duckdb:///"):
+            return cls(kind="duckdb", duckdb_path=Path(url[len("duckdb:///"):]))
+        if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+            return cls(kind="postgres", url=url)
+        if url.endswith(".duckdb"):
+            return cls(kind="duckdb", duckdb_path=Path(url))
+        raise ValueError(
+            f"unsupported warehouse URL {redact(url)!r}: use duckdb:///path/warehouse.duckdb "
+            "or postgresql://user@host:port/dbname"
+        )
+
+    @property
+    def display(self) -> str:
+        return str(self.duckdb_path) if self.kind == "duckdb" else redact(self.url or "")
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment for the dbt profile (profiles.yml reads only these variables)."""
+        if self.kind == "duckdb":
+            return {"CRM_DBT_TARGET": "duckdb", "CRM_DUCKDB_PATH": str(self.duckdb_path)}
+        parts = urlparse(self.url.replace("postgresql+psycopg2://", "postgresql://"))
+        return {
+            "CRM_DBT_TARGET": "postgres",
+            "CRM_PG_HOST": parts.hostname or "127.0.0.1",
+            "CRM_PG_PORT": str(parts.port or 5432),
+            "CRM_PG_USER": unquote(parts.username or "postgres"),
+            "DBT_ENV_SECRET_PG_PASSWORD": unquote(parts.password or ""),
+            "CRM_PG_DBNAME": (parts.path or "/postgres").lstrip("/") or "postgres",
+        }
+
+
+def redact(url: str) -> str:
+    """A URL with its password replaced, safe for logs and summaries."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+class Warehouse:
+    """A connection to the warehouse with the few operations the pipeline needs."""
+
+    def __init__(self, config: WarehouseConfig, read_only: bool = False):
+        self.config = config
+        self.kind = config.kind
+        if self.kind == "duckdb":
+            import duckdb
+
+            config.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(config.duckdb_path), read_only=read_only)
+        else:
+            import psycopg2
+
+            self._con = psycopg2.connect(
+                config.url.replace("postgresql+psycopg2://", "postgresql://"), connect_timeout=10
+            )
+            self._con.autocommit = True
+        self._in_tx = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._con.close()
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Warehouse"]:
+        """All statements inside commit together or not at all."""
+        if self._in_tx:
+            yield self
+            return
+        if self.kind == "duckdb":
+            self._con.execute("BEGIN TRANSACTION")
+        else:
+            self._con.autocommit = False
+        self._in_tx = True
+        try:
+            yield self
+        except BaseException:
+            self._con.rollback()
+            raise
+        else:
+            self._con.commit()
+        finally:
+            self._in_tx = False
+            if self.kind == "postgres":
+                self._con.autocommit = True
+
+    # -- statements ----------------------------------------------------------------
+    def execute(self, sql: str, params: tuple | list | None = None) -> None:
+        if self.kind == "duckdb":
+            self._con.execute(sql, params or [])
+        else:
+            with self._con.cursor() as cur:
+                cur.execute(sql.replace("?", "%s") if params else sql, params)
+
+    def query(self, sql: str, params: tuple | list | None = None) -> list[tuple]:
+        if self.kind == "duckdb":
+            return self._con.execute(sql, params or []).fetchall()
+        with self._con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s") if params else sql, params)
+            return cur.fetchall()
+
+    def query_df(self, sql: str, params: tuple | list | None = None) -> pd.DataFrame:
+        if self.kind == "duckdb":
+            return self._con.execute(sql, params or []).df()
+        with self._con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s") if params else sql, params)
+            cols = [d[0] for d in cur.description]
+            return pd.DataFrame(cur.fetchall(), columns=cols)
+
+    def scalar(self, sql: str, params: tuple | list | None = None) -> Any:
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    # -- catalog -------------------------------------------------------------------
+    def table_exists(self, schema: str, table: str) -> bool:
+        return bool(
+            self.scalar(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                (schema, table),
+            )
+        )
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        rows = self.query(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+            "order by ordinal_position",
+            (schema, table),
+        )
+        return [r[0] for r in rows]
+
+    def tables(self, schema: str) -> list[str]:
+        rows = self.query(
+            "select table_name from information_schema.tables where table_schema = ? order by table_name",
+            (schema,),
+        )
+        return [r[0] for r in rows]
+
+    def sql_type(self, logical: str) -> str:
+        return (_DUCKDB_TYPES if self.kind == "duckdb" else _PG_TYPES)[logical]
+
+    # -- bulk load -----------------------------------------------------------------
+    def append_df(self, schema: str, table: str, df: pd.DataFrame) -> int:
+        """Append a frame to an existing table (columns matched by name)."""
+        if df.empty:
+            return 0
+        cols = ", ".join(ident(c) for c in df.columns)
+        target = f"{ident(schema)}.{ident(table)}"
+        if self.kind == "duckdb":
+            self._con.register("_crm_append_frame", df)
+            try:
+                self._con.execute(f"insert into {target} ({cols}) select {cols} from _crm_append_frame")
+            finally:
+                self._con.unregister("_crm_append_frame")
+        else:
+            import io
+
+            buf = io.StringIO()
+            df.to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f")
+            buf.seek(0)
+            with self._con.cursor() as cur:
+                cur.copy_expert(
+                    f"copy {target} ({cols}) from stdin with (format csv, null '\\N')", buf
+                )
+        return len(df)
+
+    # -- pipeline schemas ----------------------------------------------------------
+    def ensure_schemas(self) -> None:
+        for schema in PIPELINE_SCHEMAS:
+            self.execute(f"create schema if not exists {schema}")
+
+    def raw_ddl(self, entity: Entity) -> str:
+        cols = {**entity.columns, **RAW_META_COLUMNS}
+        body = ",\n  ".join(f"{ident(c)} {self.sql_type(t)}" for c, t in cols.items())
+        return f"create table if not exists raw.{ident(entity.name)} (\n  {body}\n)"
+
+    def ensure_raw_tables(self) -> None:
+        self.ensure_schemas()
+        for entity in ENTITIES:
+            self.execute(self.raw_ddl(entity))
