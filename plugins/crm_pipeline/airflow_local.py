@@ -1,0 +1,109 @@
+"""Run the real ``crm_nightly`` DAG in this process, with Airflow's metadata in SQLite.
+
+This is what ``crm run`` uses on the embedded default: no scheduler, webserver or
+Docker. The environment (``AIRFLOW_HOME`` under the state folder, the DAGs folder, the
+connections) must be set before Airflow is first imported, so :func:`configure` runs
+before any Airflow import and everything Airflow is imported lazily below it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from crm_pipeline.settings import DAGS_DIR, SOURCE_CONN_ID, WAREHOUSE_CONN_ID
+
+DAG_ID = "crm_nightly"
+
+
+def configure(home: Path, source_url: str | None, warehouse_url: str | None) -> None:
+    """Point Airflow, cosmos and the pipeline at ``home`` (call before importing Airflow)."""
+    airflow_home = home / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "CRM_HOME": str(home),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
+        "AIRFLOW__COSMOS__ENABLE_CACHE": "True",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
+        "GX_ANALYTICS_ENABLED": "False",
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    }
+    for key, value in env.items():
+        os.environ[key] = value
+    if source_url:
+        os.environ[f"AIRFLOW_CONN_{SOURCE_CONN_ID.upper()}"] = source_url
+    if warehouse_url:
+        os.environ[f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}"] = warehouse_url
+
+
+def _quiet() -> None:
+    for name in ("airflow", "great_expectations", "cosmos", "alembic", "dbt", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def ensure_metadata_db() -> None:
+    """Create or migrate Airflow's SQLite metadata database (a few seconds the first time)."""
+    from airflow.utils.db import upgradedb
+
+    marker = Path(os.environ["AIRFLOW_HOME"]) / ".crm-db-ready"
+    import airflow
+
+    if marker.exists() and marker.read_text() == airflow.__version__:
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        upgradedb()
+    marker.write_text(airflow.__version__)
+
+
+def load_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_DIR / "crm_nightly.py"))
+    if bag.import_errors:
+        path, err = next(iter(bag.import_errors.items()))
+        raise RuntimeError(f"the DAG file {Path(path).name} does not import: {err.strip().splitlines()[-1]}")
+    return bag.dags[DAG_ID]
+
+
+def run_after_for(as_of: date) -> datetime:
+    """The moment a run for ``as_of`` happens: midnight UTC after that day."""
+    return datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+
+
+def run_dag(as_of: date) -> tuple[str, str]:
+    """Run crm_nightly for ``as_of``; returns (Airflow run id, final state)."""
+    _quiet()
+    ensure_metadata_db()
+    dag = load_dag()
+    when = run_after_for(as_of)
+    dag_run = dag.test(logical_date=when, run_after=when)
+    state = str(getattr(dag_run, "state", "unknown"))
+    return dag_run.run_id, state.split(".")[-1].lower()
+
+
+def task_states(run_id: str) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance.task_id, TaskInstance.state).filter(
+            TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id
+        )
+        return {t: str(s).split(".")[-1].lower() for t, s in rows}
+
+
+def dump_env() -> str:
+    return json.dumps({k: v for k, v in os.environ.items() if k.startswith(("AIRFLOW__", "CRM_"))}, indent=1)

@@ -1,0 +1,237 @@
+"""The ``crm`` command: run the nightly job locally, make demo data, inspect runs.
+
+Errors are one line plus what to do; a stack trace only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+DEFAULT_CUSTOMERS = 5000
+DEFAULT_SEED = 42
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line plus a hint."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _yesterday() -> date:
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+def _parse_date(value: Optional[str], name: str) -> Optional[date]:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{name} {value!r} is not a date", "write it as YYYY-MM-DD, e.g. 2026-06-30") from None
+
+
+def _home(home: Optional[Path]) -> Path:
+    return (home or Path(os.environ.get("CRM_HOME", ".crm"))).resolve()
+
+
+def _demo_url(home: Path) -> str:
+    return f"sqlite:///{home / 'source.sqlite'}"
+
+
+def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:
+    return warehouse or os.environ.get("AIRFLOW_CONN_CRM_WAREHOUSE") or f"duckdb:///{home / 'warehouse.duckdb'}"
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        raise exc
+    hint = getattr(exc, "hint", "")
+    err.print(f"[bold red]error:[/] {exc}")
+    if hint:
+        err.print(f"[dim]→ {hint}[/]")
+    raise typer.Exit(1)
+
+
+def _guard(func):
+    """Turn known errors into one clear line; unknown ones too, unless --debug."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        debug = bool(kwargs.get("debug")) or os.environ.get("CRM_DEBUG") == "1"
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]: published tables are unchanged unless the publish step had finished")
+            raise typer.Exit(130)
+        except UserError as exc:
+            _fail(exc, debug)
+        except Exception as exc:  # noqa: BLE001
+            from crm_pipeline.pipeline import one_line
+
+            wrapped = UserError(
+                f"{type(exc).__name__}: {one_line(exc)}", "run again with --debug for the full trace"
+            )
+            _fail(wrapped, debug)
+
+    return wrapper
+
+
+# -- demo-data -----------------------------------------------------------------------
+
+
+@app.command("demo-data")
+@_guard
+def demo_data(
+    home: Optional[Path] = typer.Option(None, "--home", help="State folder (default ./.crm)."),
+    customers: int = typer.Option(DEFAULT_CUSTOMERS, "--customers", min=1, help="Number of customers."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Random seed (same seed, same data)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Bring the source to the end of this day (default: yesterday)."),
+    source: Optional[str] = typer.Option(None, "--source", help="SQLAlchemy URL of the source (default: DIR/source.sqlite)."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Create or advance the deterministic demo source database."""
+    from crm_pipeline import demo
+
+    home_dir = _home(home)
+    home_dir.mkdir(parents=True, exist_ok=True)
+    until_d = _parse_date(until, "--until") or _yesterday()
+    url = source or _demo_url(home_dir)
+    try:
+        result = demo.advance_source(url, until_d, customers=customers, seed=seed, progress=True)
+    except ValueError as exc:
+        raise UserError(str(exc), "use a new --home (or --source) to start over") from None
+    table = Table(title=f"demo source at end of {until_d}")
+    table.add_column("entity")
+    table.add_column("rows changed", justify="right")
+    table.add_column("rows total", justify="right")
+    for name, total in result.rows_total.items():
+        table.add_row(name, f"{result.rows_changed.get(name, 0):,}", f"{total:,}")
+    console.print(table)
+    console.print(f"source: {url}")
+
+
+# -- run -----------------------------------------------------------------------------
+
+
+def _print_summary(summary: dict, home: Path) -> None:
+    status = summary.get("status", "unknown")
+    colour = "green" if status == "success" else "red"
+    console.print(
+        f"\n[bold]crm_nightly[/] as_of [bold]{summary.get('as_of')}[/]: [bold {colour}]{status}[/]"
+        f"  (gate: {summary.get('gate_verdict') or 'not reached'})"
+    )
+    if summary.get("message"):
+        console.print(f"[{colour}]{summary['message']}[/]")
+    if summary.get("entities"):
+        t = Table(title="extracted")
+        for col in ("entity", "extracted", "duplicate", "staged", "quarantined"):
+            t.add_column(col, justify="left" if col == "entity" else "right")
+        for e in summary["entities"]:
+            t.add_row(e["entity"], *(f"{int(e[k]):,}" for k in ("extracted", "duplicate", "staged", "quarantined")))
+        console.print(t)
+    if summary.get("published"):
+        t = Table(title="published")
+        t.add_column("table")
+        t.add_column("mode")
+        t.add_column("rows", justify="right")
+        for p in summary["published"]:
+            t.add_row(p["table"], p["mode"], f"{int(p['rows']):,}")
+        console.print(t)
+    if summary.get("stages"):
+        t = Table(title="stages")
+        t.add_column("stage")
+        t.add_column("status")
+        t.add_column("seconds", justify="right")
+        for s in summary["stages"]:
+            t.add_row(s["stage"], s["status"], f"{float(s['seconds'] or 0):.1f}")
+        console.print(t)
+    console.print(f"warehouse: {summary.get('warehouse')}")
+    dbt_docs = home / "docs" / "dbt" / "index.html"
+    if summary.get("docs"):
+        console.print(f"data docs: {summary['docs']}")
+    if dbt_docs.exists():
+        console.print(f"dbt docs:  {dbt_docs}")
+
+
+def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
+             customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED, quiet: bool = False) -> dict:
+    """Run the DAG for one date and return the run summary (used by run and backfill)."""
+    from crm_pipeline import airflow_local
+
+    home.mkdir(parents=True, exist_ok=True)
+    source_url = source or os.environ.get("AIRFLOW_CONN_CRM_SOURCE")
+    if source_url is None:
+        from crm_pipeline import demo
+
+        source_url = _demo_url(home)
+        with console.status(f"advancing the demo source to the end of {as_of} …"):
+            try:
+                demo.advance_source(source_url, as_of, customers=customers, seed=seed)
+            except ValueError as exc:
+                raise UserError(str(exc), "use a new --home to start over, or run a later --as-of") from None
+    warehouse_url = _warehouse_url(home, warehouse)
+    airflow_local.configure(home, source_url, warehouse_url)
+
+    from crm_pipeline import runs
+    from crm_pipeline.settings import RunSettings
+    from crm_pipeline.warehouse import Warehouse
+
+    with console.status(f"running crm_nightly for {as_of} (extract → dbt → CLV → gate → publish) …"):
+        run_id, state = airflow_local.run_dag(as_of)
+    with Warehouse(RunSettings.resolve().warehouse) as wh:
+        summary = runs.run_summary(wh, run_id)
+    if not summary:
+        states = airflow_local.task_states(run_id)
+        failed = [t for t, s in states.items() if s in ("failed", "upstream_failed")]
+        summary = {"as_of": as_of, "status": "failed", "message": f"tasks failed before the run was recorded: {failed}",
+                   "warehouse": warehouse_url}
+    summary["airflow_state"] = state
+    if not quiet:
+        _print_summary(summary, home)
+    return summary
+
+
+@app.command("run")
+@_guard
+def run(
+    home: Optional[Path] = typer.Option(None, "--home", help="State folder (default ./.crm)."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Logical date YYYY-MM-DD (default: yesterday, the latest complete day)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Source SQLAlchemy URL (default: the demo SQLite source)."),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse URL (default: duckdb:///DIR/warehouse.duckdb)."),
+    customers: int = typer.Option(DEFAULT_CUSTOMERS, "--customers", help="Demo customers, when the demo source is created."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Demo seed, when the demo source is created."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Run the nightly job once, in-process, for one logical date."""
+    day = _parse_date(as_of, "--as-of") or _yesterday()
+    summary = run_once(_home(home), day, source, warehouse, customers, seed)
+    if summary.get("status") != "success":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""dbt inside Airflow: a cosmos operator that builds one layer group of the project.
+
+The run builds dbt in two stages (staging + intermediate, then marts) because the CLV
+fit sits between them. Each stage is one ``dbt build`` through astronomer-cosmos's
+local operator (dbt runs in the worker process, tests run right after their model);
+the warehouse target and its credentials are resolved from the ``crm_warehouse``
+connection when the task runs, passed to dbt only as environment variables (the password
+under dbt's ``DBT_ENV_SECRET_`` prefix, which dbt scrubs from logs and artifacts).
+A failing model or test ends the task with one line per failed node.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from cosmos.config import ProfileConfig
+from cosmos.operators.local import DbtBuildLocalOperator
+
+from crm_pipeline.settings import DBT_PROJECT_DIR
+
+#: dbt selectors of the two stages of the nightly build
+STAGE_SELECT = {
+    "dbt_staging": ["resource_type:seed", "path:models/staging", "path:models/intermediate"],
+    "dbt_marts": ["path:models/marts", "path:tests"],
+}
+
+
+class DbtStageError(RuntimeError):
+    """dbt reported failed models or tests; the message lists them."""
+
+
+def summarise_results(result: Any) -> tuple[dict[str, int], list[str]]:
+    """Counts per status and one line per failed node, from a dbtRunnerResult."""
+    counts: dict[str, int] = {}
+    failures: list[str] = []
+    run = getattr(result, "result", None)
+    for node_result in getattr(run, "results", None) or []:
+        status = str(getattr(node_result, "status", "unknown")).lower().split(".")[-1]
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("error", "fail", "runtime error"):
+            node = node_result.node
+            where = f"{node.resource_type} {getattr(node, 'schema', '')}.{node.name}".replace(" .", " ")
+            message = (node_result.message or "").strip().splitlines()
+            failures.append(f"{where}: {message[0] if message else status}")
+    return counts, failures
+
+
+class CrmDbtBuildOperator(DbtBuildLocalOperator):
+    """``dbt build`` of one stage with the warehouse target resolved at run time."""
+
+    def __init__(self, *, stage: str, **kwargs: Any) -> None:
+        kwargs.setdefault("project_dir", str(DBT_PROJECT_DIR))
+        kwargs.setdefault(
+            "profile_config",
+            ProfileConfig(
+                profile_name="crm", target_name="duckdb", profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
+            ),
+        )
+        kwargs.setdefault("select", STAGE_SELECT[stage])
+        kwargs.setdefault("install_deps", False)
+        kwargs.setdefault("emit_datasets", False)
+        super().__init__(**kwargs)
+        self.stage = stage
+        self._counts: dict[str, int] = {}
+
+    def get_env(self, context: Any) -> dict:
+        from crm_pipeline.settings import RunSettings
+
+        env = dict(super().get_env(context))
+        env.update(RunSettings.resolve().warehouse.dbt_env())
+        return env
+
+    def handle_exception_dbt_runner(self, result: Any) -> None:
+        self._counts, failures = summarise_results(result)
+        if failures or not getattr(result, "success", False):
+            if not failures:
+                exc = getattr(result, "exception", None)
+                failures = [str(exc).strip().splitlines()[0] if exc else "dbt did not complete"]
+            raise DbtStageError(f"{self.stage}: " + " | ".join(failures[:10]))
+
+    def execute(self, context: Any, **kwargs: Any) -> None:
+        from crm_pipeline import pipeline
+        from crm_pipeline.settings import RunSettings
+
+        target = RunSettings.resolve().warehouse.dbt_env()["CRM_DBT_TARGET"]
+        self.profile_config = ProfileConfig(
+            profile_name="crm", target_name=target, profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
+        )
+        run_id = context["dag_run"].run_id
+        started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        t0 = time.perf_counter()
+        try:
+            super().execute(context, **kwargs)
+        except BaseException as exc:
+            pipeline.record_failure(run_id, self.stage, started_at, time.perf_counter() - t0, exc)
+            raise
+        pipeline.record_success(run_id, self.stage, started_at, time.perf_counter() - t0, self._counts)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a temporary state folder per test module, database URLs of this machine."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+PG_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MARIADB_URL = os.environ.get("CRM_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def _pg_admin_url(dbname: str = "test") -> str:
+    return PG_URL.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture()
+def pg_database():
+    """A fresh PostgreSQL database for one test, dropped afterwards; yields its URL."""
+    import psycopg2
+
+    name = f"crm_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(_pg_admin_url())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"create database {name}")
+    try:
+        yield _pg_admin_url(name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+                (name,),
+            )
+            cur.execute(f"drop database if exists {name}")
+        admin.close()
+
+
+@pytest.fixture()
+def mariadb_database():
+    """A fresh MariaDB database for one test, dropped afterwards; yields its URL."""
+    import pymysql
+
+    name = f"crm_test_{uuid.uuid4().hex[:10]}"
+    con = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+    with con.cursor() as cur:
+        cur.execute(f"create database {name} character set utf8mb4")
+    try:
+        yield MARIADB_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with con.cursor() as cur:
+            cur.execute(f"drop database if exists {name}")
+        con.close()

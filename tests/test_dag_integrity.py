@@ -1,0 +1,78 @@
+"""Every DAG imports cleanly, does no work at import time, and has the pinned daily interval."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_py(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        # a warehouse and source that do not exist: importing must not touch them
+        "AIRFLOW_CONN_CRM_WAREHOUSE": f"duckdb:///{tmp_path / 'absent' / 'w.duckdb'}",
+        "AIRFLOW_CONN_CRM_SOURCE": "postgresql://nobody@127.0.0.1:1/none",
+    }
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_every_dag_imports_without_errors_and_without_side_effects(tmp_path):
+    proc = _run_py(
+        """
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder=%r)
+        print(json.dumps({"errors": {k: v for k, v in bag.import_errors.items()}, "dags": sorted(bag.dag_ids)}))
+        """ % str(ROOT / "dags"),
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["errors"] == {}
+    assert "crm_nightly" in out["dags"]
+    # importing the DAG created no warehouse file
+    assert not (tmp_path / "absent").exists()
+
+
+def test_timetable_gives_one_full_day_per_run(tmp_path):
+    proc = _run_py(
+        """
+        from datetime import datetime, timezone
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.serialization.encoders import coerce_to_core_timetable
+        dag = DagBag(dag_folder=%r).dags["crm_nightly"]
+        print(dag.max_active_runs)
+        tt = coerce_to_core_timetable(dag.timetable)
+        iv = tt.infer_manual_data_interval(run_after=datetime(2026, 7, 1, tzinfo=timezone.utc))
+        print(iv.start.isoformat(), iv.end.isoformat())
+        iv = tt.infer_manual_data_interval(run_after=datetime(2026, 7, 1, 9, 30, tzinfo=timezone.utc))
+        print(iv.start.isoformat(), iv.end.isoformat())
+        """ % str(ROOT / "dags" / "crm_nightly.py"),
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()[-3:]
+    assert lines[0] == "1"
+    # a run after midnight of 1 July covers all of 30 June, and 9:30 the same morning too
+    assert lines[1] == "2026-06-30T00:00:00+00:00 2026-07-01T00:00:00+00:00"
+    assert lines[2] == "2026-06-30T00:00:00+00:00 2026-07-01T00:00:00+00:00"
+
+
+def test_as_of_is_the_day_the_interval_covers():
+    from crm_pipeline.pipeline import as_of_from_interval
+
+    assert as_of_from_interval(datetime(2026, 7, 1, tzinfo=timezone.utc)) == date(2026, 6, 30)
+    assert as_of_from_interval(datetime(2026, 1, 1)) == date(2025, 12, 31)
