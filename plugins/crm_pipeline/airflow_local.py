@@ -83,6 +83,32 @@ def run_after_for(as_of: date) -> datetime:
     return datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
 
 
+@contextlib.contextmanager
+def output_to(log_path: Path):
+    """Send everything written to file descriptors 1 and 2 (Airflow's task logs, dbt's and
+    GX's output) to ``log_path``; yields a text stream on the original terminal."""
+    import sys
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    with open(log_path, "a", buffering=1) as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.close()
+
+
 def run_dag(as_of: date) -> tuple[str, str]:
     """Run crm_nightly for ``as_of``; returns (Airflow run id, final state)."""
     _quiet()

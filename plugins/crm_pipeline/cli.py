@@ -163,6 +163,8 @@ def _print_summary(summary: dict, home: Path) -> None:
             t.add_row(s["stage"], s["status"], f"{float(s['seconds'] or 0):.1f}")
         console.print(t)
     console.print(f"warehouse: {summary.get('warehouse')}")
+    if summary.get("log"):
+        console.print(f"log:       {summary['log']}")
     dbt_docs = home / "docs" / "dbt" / "index.html"
     if summary.get("docs"):
         console.print(f"data docs: {summary['docs']}")
@@ -193,8 +195,11 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
     from crm_pipeline.settings import RunSettings
     from crm_pipeline.warehouse import Warehouse
 
-    with console.status(f"running crm_nightly for {as_of} (extract → dbt → CLV → gate → publish) …"):
-        run_id, state = airflow_local.run_dag(as_of)
+    log_path = home / "logs" / f"run-{as_of.isoformat()}.log"
+    with airflow_local.output_to(log_path) as terminal:
+        live = Console(file=terminal, force_terminal=console.is_terminal)
+        with live.status(f"running crm_nightly for {as_of} (extract → dbt → CLV → gate → publish) …"):
+            run_id, state = airflow_local.run_dag(as_of)
     with Warehouse(RunSettings.resolve().warehouse) as wh:
         summary = runs.run_summary(wh, run_id)
     if not summary:
@@ -203,6 +208,7 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
         summary = {"as_of": as_of, "status": "failed", "message": f"tasks failed before the run was recorded: {failed}",
                    "warehouse": warehouse_url}
     summary["airflow_state"] = state
+    summary["log"] = str(log_path)
     if not quiet:
         _print_summary(summary, home)
     return summary
@@ -224,6 +230,83 @@ def run(
     summary = run_once(_home(home), day, source, warehouse, customers, seed)
     if summary.get("status") != "success":
         raise typer.Exit(1)
+
+
+@app.command("backfill")
+@_guard
+def backfill(
+    date_from: str = typer.Option(..., "--from", help="First logical date YYYY-MM-DD."),
+    date_to: str = typer.Option(..., "--to", help="Last logical date YYYY-MM-DD (inclusive)."),
+    home: Optional[Path] = typer.Option(None, "--home", help="State folder (default ./.crm)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Source SQLAlchemy URL (default: the demo SQLite source)."),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse URL (default: duckdb:///DIR/warehouse.duckdb)."),
+    stop_on_failure: bool = typer.Option(True, "--stop-on-failure/--keep-going", help="Stop at the first failed date."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Run the DAG for every logical date from --from to --to, in order, and report per date."""
+    first = _parse_date(date_from, "--from")
+    last = _parse_date(date_to, "--to")
+    if last < first:
+        raise UserError(f"--to {last} is before --from {first}", "swap the two dates")
+    home_dir = _home(home)
+    table = Table(title=f"backfill {first} → {last}")
+    for col in ("as_of", "status", "gate", "extracted", "quarantined", "published rows", "message"):
+        table.add_column(col)
+    failed = 0
+    day = first
+    while day <= last:
+        summary = run_once(home_dir, day, source, warehouse, quiet=True)
+        ents = summary.get("entities") or []
+        table.add_row(
+            day.isoformat(), str(summary.get("status")), str(summary.get("gate_verdict") or "-"),
+            f"{sum(int(e['extracted']) for e in ents):,}", f"{sum(int(e['quarantined']) for e in ents):,}",
+            f"{sum(int(p['rows']) for p in summary.get('published') or []):,}", (summary.get("message") or "")[:80],
+        )
+        console.print(f"{day}: {summary.get('status')}")
+        if summary.get("status") != "success":
+            failed += 1
+            if stop_on_failure:
+                break
+        day += timedelta(days=1)
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("status")
+@_guard
+def status(
+    home: Optional[Path] = typer.Option(None, "--home", help="State folder (default ./.crm)."),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse URL (default: duckdb:///DIR/warehouse.duckdb)."),
+    limit: int = typer.Option(10, "--limit", help="How many recent runs to show."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Show the last runs, their verdicts, and the freshness of each published table."""
+    from crm_pipeline import status as st
+    from crm_pipeline.warehouse import Warehouse, WarehouseConfig
+
+    home_dir = _home(home)
+    url = _warehouse_url(home_dir, warehouse)
+    cfg = WarehouseConfig.from_url(url)
+    if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
+        raise UserError(f"no warehouse at {cfg.duckdb_path}", "run `crm run` first, or pass --home / --warehouse")
+    with Warehouse(cfg, read_only=cfg.kind == "duckdb") as wh:
+        report = st.status_report(wh, limit=limit)
+    t = Table(title="recent runs")
+    for col in ("run", "as_of", "status", "gate", "started", "seconds", "message"):
+        t.add_column(col)
+    for r in report["runs"]:
+        t.add_row(r["run_id"][-32:], str(r["as_of"]), r["status"], str(r["gate_verdict"] or "-"),
+                  str(r["started_at"])[:19], f"{r['seconds']:.0f}" if r["seconds"] is not None else "-",
+                  (r["message"] or "")[:70])
+    console.print(t)
+    t = Table(title="published tables")
+    for col in ("table", "mode", "newest as_of", "published at", "rows", "age (days)"):
+        t.add_column(col)
+    for p in report["tables"]:
+        t.add_row(p["table"], p["mode"], str(p["as_of"]), str(p["published_at"])[:19], f"{p['rows']:,}",
+                  str(p["age_days"]))
+    console.print(t)
 
 
 def main() -> None:

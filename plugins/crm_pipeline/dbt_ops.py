@@ -20,10 +20,15 @@ from cosmos.operators.local import DbtBuildLocalOperator
 
 from crm_pipeline.settings import DBT_PROJECT_DIR
 
-#: dbt selectors of the two stages of the nightly build
+#: dbt selectors of the two stages of the nightly build: seeds, staging and the
+#: intermediate models the marts do not feed, then the marts and everything downstream
 STAGE_SELECT = {
     "dbt_staging": ["resource_type:seed", "path:models/staging", "path:models/intermediate"],
-    "dbt_marts": ["path:models/marts", "path:tests"],
+    "dbt_marts": ["path:models/marts+"],
+}
+STAGE_EXCLUDE = {
+    "dbt_staging": ["path:models/marts+"],
+    "dbt_marts": [],
 }
 
 
@@ -59,7 +64,12 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             ),
         )
         kwargs.setdefault("select", STAGE_SELECT[stage])
+        if STAGE_EXCLUDE[stage]:
+            kwargs.setdefault("exclude", STAGE_EXCLUDE[stage])
         kwargs.setdefault("install_deps", False)
+        # only tests whose every parent is in this stage: a relationship test between a
+        # staging model and a mart runs with the marts, not before they exist
+        kwargs.setdefault("dbt_cmd_flags", ["--indirect-selection", "cautious"])
         kwargs.setdefault("emit_datasets", False)
         super().__init__(**kwargs)
         self.stage = stage
@@ -97,3 +107,32 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             pipeline.record_failure(run_id, self.stage, started_at, time.perf_counter() - t0, exc)
             raise
         pipeline.record_success(run_id, self.stage, started_at, time.perf_counter() - t0, self._counts)
+
+
+def generate_docs(target_dir, as_of: str) -> str:
+    """``dbt docs generate`` into ``target_dir``; returns the index.html path."""
+    import os
+    from pathlib import Path
+
+    from dbt.cli.main import dbtRunner
+
+    from crm_pipeline.settings import RunSettings
+
+    env = RunSettings.resolve().warehouse.dbt_env()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        result = dbtRunner().invoke([
+            "docs", "generate", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target", env["CRM_DBT_TARGET"], "--target-path", str(target_dir),
+            "--log-path", str(Path(target_dir) / "logs"), "--vars", f"{{as_of: '{as_of}'}}", "--quiet",
+        ])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if not result.success:
+        raise DbtStageError(f"dbt docs generate failed: {result.exception or 'see the dbt log'}")
+    return str(Path(target_dir) / "index.html")

@@ -135,7 +135,23 @@ def publish(run_id: str, as_of: date) -> dict[str, Any]:
 
 
 def finish(run_id: str, as_of: date) -> None:
+    """Document the published state (dbt docs) and close the run record as a success.
+
+    The docs are a convenience: when they cannot be generated the run still succeeds,
+    and the docs stage is recorded as failed with its reason.
+    """
+    from crm_pipeline import dbt_ops
+
     settings = RunSettings.resolve()
+    started_at, t0 = _now(), time.perf_counter()
+    try:
+        index = dbt_ops.generate_docs(settings.home / "docs" / "dbt", as_of.isoformat())
+        record_success(run_id, "docs", started_at, time.perf_counter() - t0, {"dbt_docs": index})
+    except Exception as exc:  # noqa: BLE001
+        log.warning("dbt docs were not generated: %s", one_line(exc))
+        with Warehouse(settings.warehouse) as wh:
+            runs.record_stage(wh, run_id, "docs", "failed", started_at, time.perf_counter() - t0,
+                              {"error": one_line(exc)})
     with Warehouse(settings.warehouse) as wh:
         runs.finish_run(wh, run_id, "success", None, None)
 

@@ -1,0 +1,44 @@
+{#- Owned by the value/segment marts: small SQL helpers whose text must be identical on
+    DuckDB and PostgreSQL (or dispatches where the engines differ). -#}
+
+{#- Score 1..n_bins (n_bins = best) of a value among a population, from rank() so that
+    equal values share a rank and therefore a score:
+        score = 1 + floor(n_bins * (rank - 1) / population)
+    where rank counts from 1 for the worst value. With distinct values this puts exactly
+    population / n_bins members in each bin when it divides evenly. `order_by` orders
+    worst first. Integer division is written as floor over an exact quotient so that the
+    engines agree (DuckDB's `/` on integers returns a double, PostgreSQL's truncates). -#}
+{% macro value_rank_score(order_by, population, n_bins=5) -%}
+    cast(1 + floor({{ n_bins }} * cast(rank() over (order by {{ order_by }}) - 1 as numeric(18, 0)) / {{ population }}) as integer)
+{%- endmacro %}
+
+{#- First day of the quarter containing the run date, computed in Jinja (portable). -#}
+{% macro as_of_quarter_start() -%}
+    {%- set d = modules.datetime.date.fromisoformat(var("as_of") | string) -%}
+    {%- set q = modules.datetime.date(d.year, ((d.month - 1) // 3) * 3 + 1, 1) -%}
+    cast('{{ q.isoformat() }}' as date)
+{%- endmacro %}
+
+{#- '|'-separated list membership, e.g. value_in_list("'VIP|Major'", "value_tier").
+    A null list means "any value" and is handled by the caller. -#}
+{% macro value_in_list(list_expr, value_expr) -%}
+    ('|' || {{ list_expr }} || '|' like '%|' || {{ value_expr }} || '|%')
+{%- endmacro %}
+
+{#- A non-negative money amount divided by a positive count, as numeric(18,2) rounded
+    half up, identically on both engines (DuckDB turns decimal division and avg() into
+    doubles, which round 0.005 cases differently from PostgreSQL's exact numerics). -#}
+{% macro value_money_ratio(amount, count) -%}
+    {{ return(adapter.dispatch('value_money_ratio')(amount, count)) }}
+{%- endmacro %}
+
+{% macro default__value_money_ratio(amount, count) -%}
+    cast(cast({{ amount }} as numeric(38, 6)) / ({{ count }}) as numeric(18, 2))
+{%- endmacro %}
+
+{% macro duckdb__value_money_ratio(amount, count) -%}
+    cast(
+        cast((2 * cast(round(cast({{ amount }} as decimal(38, 2)) * 100) as hugeint) + ({{ count }})) // (2 * ({{ count }})) as decimal(38, 0))
+        * cast(0.01 as decimal(3, 2))
+    as numeric(18, 2))
+{%- endmacro %}

@@ -1,0 +1,86 @@
+-- Owns LAST year's customer pyramid: the value tier each customer had as of
+-- as_of - churn_year_days, by the same rule as customer_value_tiers (net revenue in the
+-- pyramid basis window ending on that date, both ends included; buyers = positive
+-- revenue, ranked by revenue desc, tenure desc, customer_id asc; a buyer at rank p of n
+-- belongs to the first tier of seed value_tier_cutpoints with p - 1 < share * n; no
+-- revenue in that window: 'No revenue', as in customer_value_tiers). Also
+-- carries the trailing and prior 12-month net revenue as of the run date for the
+-- top-customer decline. One row per customer in stg_crm__customers.
+{%- set as_of = modules.datetime.date.fromisoformat(var('as_of') | string) %}
+{%- set year_days = var('churn_year_days') | int %}
+{%- set basis_days = var('pyramid_basis_days', var('trailing_days')) | int %}
+{%- set prior_as_of = as_of - modules.datetime.timedelta(days=year_days) %}
+{%- set prior_basis_start = prior_as_of - modules.datetime.timedelta(days=basis_days - 1) %}
+{%- set trailing_start = as_of - modules.datetime.timedelta(days=year_days - 1) %}
+{%- set prior_start = prior_as_of - modules.datetime.timedelta(days=year_days - 1) %}
+
+with customers as (
+    select * from {{ ref('stg_crm__customers') }}
+),
+
+orders as (
+    select * from {{ ref('int_orders') }}
+    where is_purchase
+),
+
+tier_cutpoints as (
+    select * from {{ ref('value_tier_cutpoints') }}
+),
+
+revenue as (
+    select
+        customer_id,
+        sum(case
+            when order_date between cast('{{ prior_basis_start }}' as date) and cast('{{ prior_as_of }}' as date)
+                then net_revenue else 0
+        end) as prior_basis_revenue,
+        sum(case
+            when order_date >= cast('{{ trailing_start }}' as date) then net_revenue else 0
+        end) as trailing_12m_revenue,
+        sum(case
+            when order_date between cast('{{ prior_start }}' as date) and cast('{{ prior_as_of }}' as date)
+                then net_revenue else 0
+        end) as prior_12m_revenue
+    from orders
+    group by customer_id
+),
+
+buyers as (
+    select
+        revenue.customer_id,
+        row_number() over (
+            order by
+                revenue.prior_basis_revenue desc,
+                {{ crm_days_between('customers.created_date', "cast('" ~ prior_as_of ~ "' as date)") }} desc,
+                revenue.customer_id asc
+        ) as revenue_rank,
+        count(*) over () as buyers
+    from revenue
+    inner join customers on revenue.customer_id = customers.customer_id
+    where revenue.prior_basis_revenue > 0
+),
+
+buyer_tiers as (
+    select
+        buyers.customer_id,
+        min(tier_cutpoints.tier_order) as tier_order
+    from buyers
+    inner join tier_cutpoints
+        on buyers.revenue_rank - 1 < tier_cutpoints.cumulative_share * buyers.buyers
+    group by buyers.customer_id
+),
+
+final as (
+    select
+        customers.customer_id,
+        cast('{{ prior_as_of }}' as date) as prior_tier_as_of,
+        cast(coalesce(tier_cutpoints.value_tier, 'No revenue') as varchar(16)) as prior_value_tier,
+        cast(coalesce(revenue.trailing_12m_revenue, 0) as decimal(18, 2)) as trailing_12m_revenue,
+        cast(coalesce(revenue.prior_12m_revenue, 0) as decimal(18, 2)) as prior_12m_revenue
+    from customers
+    left join revenue on customers.customer_id = revenue.customer_id
+    left join buyer_tiers on customers.customer_id = buyer_tiers.customer_id
+    left join tier_cutpoints on buyer_tiers.tier_order = tier_cutpoints.tier_order
+)
+
+select * from final
