@@ -79,7 +79,8 @@
 {%- endmacro %}
 
 {% macro duckdb__crm_hours_between(start_ts, end_ts) -%}
-    cast(date_diff('second', cast({{ start_ts }} as timestamp), cast({{ end_ts }} as timestamp)) / 3600.0 as numeric(18, 4))
+    {#- microseconds, as PostgreSQL's epoch of an interval: date_diff('second') would drop the fraction -#}
+    cast(cast(date_diff('microsecond', cast({{ start_ts }} as timestamp), cast({{ end_ts }} as timestamp)) as numeric(38, 6)) / 3600000000 as numeric(18, 4))
 {%- endmacro %}
 
 {#- First day of the month / quarter of a date, as a date. -#}

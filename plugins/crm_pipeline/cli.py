@@ -183,11 +183,15 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
         from crm_pipeline import demo
 
         source_url = _demo_url(home)
-        with console.status(f"advancing the demo source to the end of {as_of} …"):
-            try:
-                demo.advance_source(source_url, as_of, customers=customers, seed=seed)
-            except ValueError as exc:
-                raise UserError(str(exc), "use a new --home to start over, or run a later --as-of") from None
+        current = demo.applied_until(source_url)
+        # a backfill of a past date reads the source as it is now, like a real one;
+        # only a later date moves the demo database forward
+        if current is None or as_of > current:
+            with console.status(f"advancing the demo source to the end of {as_of} …"):
+                try:
+                    demo.advance_source(source_url, as_of, customers=customers, seed=seed)
+                except ValueError as exc:
+                    raise UserError(str(exc), "use a new --home to start over, or the same --customers/--seed") from None
     warehouse_url = _warehouse_url(home, warehouse)
     airflow_local.configure(home, source_url, warehouse_url)
 

@@ -1314,3 +1314,18 @@ def _upsert(conn: sa.Connection, raw: Any, dialect: str, table: sa.Table, entity
             advance(len(data[i:i + chunk]))
     finally:
         cur.close()
+
+
+def applied_until(url: str, schema: str | None = None) -> dt.date | None:
+    """The last day a demo source was advanced to, or None for an empty/new source."""
+    engine = _engine(url)
+    try:
+        md = _metadata(schema)
+        state = md.tables[f"{schema}.{STATE_TABLE}" if schema else STATE_TABLE]
+        if not sa.inspect(engine).has_table(STATE_TABLE, schema=schema):
+            return None
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(state.c.applied_until).where(state.c.id == 1)).first()
+        return None if row is None else _as_date(row[0])
+    finally:
+        engine.dispose()

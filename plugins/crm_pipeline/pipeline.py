@@ -94,6 +94,10 @@ def extract(run_id: str, as_of: date) -> list[dict]:
         stats = ex.extract_all(
             wh, settings.source_url, as_of=as_of, run_id=run_id, gate_settings=GateSettings.from_env()
         )
+        if wh.kind == "postgres":
+            # fresh planner statistics for staging's window functions over raw
+            for s in stats:
+                wh.execute(f"analyze raw.{s.entity}")
         details["entities"] = {
             s.entity: {
                 "extracted": s.rows_extracted, "duplicate": s.rows_duplicate,
