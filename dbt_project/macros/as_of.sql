@@ -10,19 +10,24 @@
     cast('{{ d.isoformat() }}' as timestamp)
 {%- endmacro %}
 
-{#- Latest version of each key known as of the run date, soft-deleted keys removed. -#}
-{% macro latest_as_of(relation, key) -%}
+{#- Latest version of each key known at a cut-off, soft-deleted keys removed: versions
+    that had reached the warehouse by `cutoff_date` (_visible_from) and were changed
+    before `cutoff_end`. By default the cut-off is the run date; the credit snapshot
+    models pass the end of the previous quarter, so later payments, returns and revised
+    statements never change a published grade. No table alias: dbt's --empty mode
+    replaces the relation with an aliased subquery. -#}
+{% macro latest_as_of(relation, key, cutoff_date=none, cutoff_end=none) -%}
     select *
     from (
         select
-            src.*,
+            *,
             row_number() over (
-                partition by src.{{ key }}
-                order by src.updated_at desc, src._loaded_at desc, src._batch_id desc
+                partition by {{ key }}
+                order by updated_at desc, _loaded_at desc, _batch_id desc
             ) as _version_rank
-        from {{ relation }} as src
-        where src._visible_from <= {{ as_of_date() }}
-          and src.updated_at < {{ as_of_end() }}
+        from {{ relation }}
+        where _visible_from <= {{ cutoff_date or as_of_date() }}
+          and updated_at < {{ cutoff_end or as_of_end() }}
     ) as versions
     where _version_rank = 1
       and not coalesce(is_deleted, false)

@@ -117,28 +117,6 @@
     cast('{{ _credit_quarter_dates()["cutoff_end"] }}' as timestamp)
 {%- endmacro %}
 
-{#- Latest version of each key as the pipeline knew it at the end of `cutoff_date`
-    (a date expression), soft-deleted keys removed: the same rule as latest_as_of, with
-    another cut-off. Used by the credit snapshot models, which must see the warehouse as
-    it was at the end of the previous quarter (later payments, returns and revisions of
-    a statement must not change a published grade). -#}
-{% macro latest_as_of_cutoff(relation, key, cutoff_date, cutoff_end) -%}
-    select *
-    from (
-        select
-            src.*,
-            row_number() over (
-                partition by src.{{ key }}
-                order by src.updated_at desc, src._loaded_at desc, src._batch_id desc
-            ) as _version_rank
-        from {{ relation }} as src
-        where src._visible_from <= {{ cutoff_date }}
-          and src.updated_at < {{ cutoff_end }}
-    ) as versions
-    where _version_rank = 1
-      and not coalesce(is_deleted, false)
-{%- endmacro %}
-
 {#- The 20 credit-scorecard indicators, in scorecard order. The SQL names the columns
     ind_<name> / pts_<name>; seed credit_scorecard must list exactly these names (a
     relationships test and an accepted_values test check both directions). -#}

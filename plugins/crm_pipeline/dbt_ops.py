@@ -11,6 +11,7 @@ A failing model or test ends the task with one line per failed node.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -68,8 +69,13 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             kwargs.setdefault("exclude", STAGE_EXCLUDE[stage])
         kwargs.setdefault("install_deps", False)
         # only tests whose every parent is in this stage: a relationship test between a
-        # staging model and a mart runs with the marts, not before they exist
-        kwargs.setdefault("dbt_cmd_flags", ["--indirect-selection", "cautious"])
+        # staging model and a mart runs with the marts, not before they exist. Unit tests
+        # check SQL logic, not data: CI runs them (tests/test_dbt_unit.py), the night does not
+        # unless CRM_DBT_UNIT_TESTS=1.
+        flags = ["--indirect-selection", "cautious"]
+        if os.environ.get("CRM_DBT_UNIT_TESTS") != "1":
+            flags += ["--exclude-resource-type", "unit_test"]
+        kwargs.setdefault("dbt_cmd_flags", flags)
         kwargs.setdefault("emit_datasets", False)
         super().__init__(**kwargs)
         self.stage = stage

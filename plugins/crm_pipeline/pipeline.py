@@ -146,8 +146,15 @@ def finish(run_id: str, as_of: date) -> None:
     """
     from crm_pipeline import dbt_ops
 
+    import os
+
     settings = RunSettings.resolve()
     started_at, t0 = _now(), time.perf_counter()
+    if os.environ.get("CRM_DBT_DOCS", "1") == "0":
+        with Warehouse(settings.warehouse) as wh:
+            runs.record_stage(wh, run_id, "docs", "skipped", started_at, 0.0, {"reason": "CRM_DBT_DOCS=0"})
+            runs.finish_run(wh, run_id, "success", None, None)
+        return
     try:
         index = dbt_ops.generate_docs(settings.home / "docs" / "dbt", as_of.isoformat())
         record_success(run_id, "docs", started_at, time.perf_counter() - t0, {"dbt_docs": index})

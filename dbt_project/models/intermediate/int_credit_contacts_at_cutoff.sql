@@ -4,7 +4,7 @@
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of_cutoff(source('raw', 'contacts'), 'contact_id', credit_data_through(), credit_data_end()) }}
+    {{ latest_as_of(source('raw', 'contacts'), 'contact_id', credit_data_through(), credit_data_end()) }}
 ),
 
 final as (

@@ -5,7 +5,7 @@
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of_cutoff(source('raw', 'orders'), 'order_id', credit_data_through(), credit_data_end()) }}
+    {{ latest_as_of(source('raw', 'orders'), 'order_id', credit_data_through(), credit_data_end()) }}
 ),
 
 fx as (
