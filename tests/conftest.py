@@ -11,6 +11,18 @@ PG_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432
 MARIADB_URL = os.environ.get("CRM_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _lean_runs():
+    """Full DAG runs in tests skip dbt docs generation (tests that check docs turn it on)."""
+    previous = os.environ.get("CRM_DBT_DOCS")
+    os.environ["CRM_DBT_DOCS"] = "0"
+    yield
+    if previous is None:
+        os.environ.pop("CRM_DBT_DOCS", None)
+    else:
+        os.environ["CRM_DBT_DOCS"] = previous
+
+
 def _pg_admin_url(dbname: str = "test") -> str:
     return PG_URL.rsplit("/", 1)[0] + "/" + dbname
 
