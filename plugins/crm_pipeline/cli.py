@@ -172,6 +172,51 @@ def _print_summary(summary: dict, home: Path) -> None:
         console.print(f"dbt docs:  {dbt_docs}")
 
 
+class _StageProgress:
+    """A live line per stage (running, ok, failed, seconds) while the DAG runs."""
+
+    STAGES = ("extract", "dbt_staging", "clv_fit", "dbt_marts", "gate", "publish", "docs")
+
+    def __init__(self, live_console: Console, as_of: date, quiet: bool):
+        from rich.live import Live
+
+        self.as_of = as_of
+        self.state: dict[str, tuple[str, float | None]] = {}
+        self.live = Live(self._render(), console=live_console, transient=quiet, refresh_per_second=4)
+
+    def _render(self):
+        from rich.spinner import Spinner
+
+        table = Table.grid(padding=(0, 2))
+        table.add_row(f"[bold]crm_nightly[/] as_of {self.as_of}", "")
+        for stage in self.STAGES:
+            status, seconds = self.state.get(stage, ("waiting", None))
+            if status == "running":
+                mark = Spinner("dots", text=f" {stage}")
+            else:
+                colour = {"ok": "green", "failed": "red", "waiting": "dim"}.get(status, "yellow")
+                mark = f"[{colour}]{'✓' if status == 'ok' else '✗' if status == 'failed' else '·'} {stage}[/]"
+            table.add_row(mark, f"{seconds:.1f}s" if seconds is not None else "")
+        return table
+
+    def _update(self, stage: str, status: str, seconds: float | None) -> None:
+        self.state[stage] = (status, seconds)
+        self.live.update(self._render())
+
+    def __enter__(self):
+        from crm_pipeline import progress
+
+        progress.set_listener(self._update)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        from crm_pipeline import progress
+
+        progress.set_listener(None)
+        return self.live.__exit__(*exc)
+
+
 def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
              customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED, quiet: bool = False) -> dict:
     """Run the DAG for one date and return the run summary (used by run and backfill)."""
@@ -202,7 +247,7 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
     log_path = home / "logs" / f"run-{as_of.isoformat()}.log"
     with airflow_local.output_to(log_path) as terminal:
         live = Console(file=terminal, force_terminal=console.is_terminal)
-        with live.status(f"running crm_nightly for {as_of} (extract → dbt → CLV → gate → publish) …"):
+        with _StageProgress(live, as_of, quiet):
             run_id, state = airflow_local.run_dag(as_of)
     with Warehouse(RunSettings.resolve().warehouse) as wh:
         summary = runs.run_summary(wh, run_id)

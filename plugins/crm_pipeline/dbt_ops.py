@@ -104,7 +104,10 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         self.profile_config = ProfileConfig(
             profile_name="crm", target_name=target, profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
         )
+        from crm_pipeline import progress
+
         run_id = context["dag_run"].run_id
+        progress.emit(self.stage, "running")
         started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         t0 = time.perf_counter()
         try:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from crm_pipeline import runs
+from crm_pipeline import progress, runs
 from crm_pipeline.settings import RunSettings
 from crm_pipeline.warehouse import Warehouse
 
@@ -48,11 +48,13 @@ def open_warehouse(settings: RunSettings | None = None) -> Warehouse:
 
 
 def record_success(run_id: str, stage: str, started_at: datetime, seconds: float, details: dict | None) -> None:
+    progress.emit(stage, "ok", seconds)
     with open_warehouse() as wh:
         runs.record_stage(wh, run_id, stage, "ok", started_at, seconds, details)
 
 
 def record_failure(run_id: str, stage: str, started_at: datetime, seconds: float, exc: BaseException) -> None:
+    progress.emit(stage, "failed", seconds)
     try:
         with open_warehouse() as wh:
             runs.record_stage(wh, run_id, stage, "failed", started_at, seconds, {"error": one_line(exc)})
@@ -67,6 +69,7 @@ def stage(run_id: str, name: str) -> Iterator[dict[str, Any]]:
     started_at = _now()
     t0 = time.perf_counter()
     details: dict[str, Any] = {}
+    progress.emit(name, "running")
     try:
         yield details
     except BaseException as exc:
