@@ -54,6 +54,7 @@ def test_timetable_gives_one_full_day_per_run(tmp_path):
         from airflow.dag_processing.dagbag import DagBag
         from airflow.serialization.encoders import coerce_to_core_timetable
         dag = DagBag(dag_folder=%r).dags["crm_nightly"]
+        print(sorted(a.uri for a in dag.get_task("publish").outlets))
         print(dag.max_active_runs)
         tt = coerce_to_core_timetable(dag.timetable)
         iv = tt.infer_manual_data_interval(run_after=datetime(2026, 7, 1, tzinfo=timezone.utc))
@@ -64,7 +65,12 @@ def test_timetable_gives_one_full_day_per_run(tmp_path):
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()[-3:]
+    lines = proc.stdout.strip().splitlines()[-4:]
+    # every published table is an Airflow Asset that downstream DAGs can schedule on
+    from crm_pipeline.publish import PUBLISHED_TABLES
+
+    assert lines[0] == str(sorted(f"crm://published/{t.name}" for t in PUBLISHED_TABLES))
+    lines = lines[1:]
     assert lines[0] == "1"
     # a run after midnight of 1 July covers all of 30 June, and 9:30 the same morning too
     assert lines[1] == "2026-06-30T00:00:00+00:00 2026-07-01T00:00:00+00:00"
