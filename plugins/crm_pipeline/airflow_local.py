@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 from datetime import date, datetime, timedelta, timezone
@@ -129,7 +128,3 @@ def task_states(run_id: str) -> dict[str, str]:
             TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id
         )
         return {t: str(s).split(".")[-1].lower() for t, s in rows}
-
-
-def dump_env() -> str:
-    return json.dumps({k: v for k, v in os.environ.items() if k.startswith(("AIRFLOW__", "CRM_"))}, indent=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from crm_pipeline import runs
 from crm_pipeline.warehouse import Warehouse
 
 
