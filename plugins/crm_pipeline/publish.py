@@ -9,19 +9,35 @@ Two kinds of published table:
   Publishing replaces this run's slice and leaves every other slice untouched, so a
   re-run or a backfill rewrites exactly its own date.
 
-Everything, including the bookkeeping row in ``ops.published_versions`` and the grants of
-the BI role, commits together; a failure or a kill at any point leaves ``published`` as it
-was. On PostgreSQL the locks are taken with a ``lock_timeout`` and retried with backoff,
-so an open BI transaction delays the swap but neither blocks it forever nor fails the run
-before the configured patience is spent.
+Everything, including the bookkeeping row in ``ops.published_versions``, the run's
+"nothing lost" reconciliation (``ops.run_entity_counts``) and the grants of the BI role,
+commits together; a failure or a kill at any point leaves ``published`` as it was. On
+PostgreSQL the locks are taken with a ``lock_timeout`` and retried with backoff, so an open
+BI transaction delays the swap but neither blocks it forever nor fails the run before the
+configured patience is spent.
+
+Only one publish runs at a time per warehouse: on PostgreSQL an advisory lock taken inside
+the publish transaction (released by commit, rollback or the death of the session), on
+DuckDB an exclusive ``fcntl`` lock on ``<warehouse file>.publish.lock`` (released when the
+process ends, however it ends). A second publisher waits for the first, up to
+``CRM_PUBLISH_MAX_WAIT_SECONDS``, then fails with a one-line message.
+
+The BI role ``crm_bi_reader`` (PostgreSQL only) is created if missing, without login and
+without any role attribute; in every publish transaction it is granted ``usage`` on the
+schema ``published`` and ``select`` on its tables, and everything else is revoked: no
+usage, select or write on any other schema of the database, no create anywhere, no
+membership of another role. A BI user logs in as its own role and is granted
+``crm_bi_reader``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from crm_pipeline.warehouse import Warehouse, ident
@@ -30,6 +46,10 @@ log = logging.getLogger(__name__)
 
 AUDIT_SCHEMA = "audit"
 BI_ROLE = "crm_bi_reader"
+#: the schema BI may read; every other schema of the database is closed to BI_ROLE
+PUBLISHED_SCHEMA = "published"
+#: PostgreSQL advisory lock key of "a publish is in progress" (per database)
+PUBLISH_LOCK_KEY = 0x63726D5F707562  # "crm_pub"
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,10 @@ class PublishError(RuntimeError):
     """Publishing could not complete; published is unchanged."""
 
 
+class _PublishBusy(RuntimeError):
+    """Another session holds the publish lock (retried like a lock timeout)."""
+
+
 @dataclass
 class PublishResult:
     as_of: date
@@ -73,6 +97,8 @@ class PublishResult:
     skipped_current: list[str]  # current tables left alone because a newer as_of is published
     attempts: int
     seconds: float
+    #: the run's per-entity "nothing lost" proof, as committed in ops.run_entity_counts
+    reconciliation: list[dict] = field(default_factory=list)
 
 
 def newest_published_as_of(wh: Warehouse, table: str) -> date | None:
@@ -89,10 +115,20 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
     published: dict[str, int] = {}
     skipped: list[str] = []
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    from crm_pipeline import runs
+
     with wh.transaction():
         if wh.kind == "postgres":
             wh.execute(f"set local lock_timeout = {int(lock_timeout_ms)}")
-        for t in tables:
+            _pg_publish_lock(wh)
+        # nothing lost: every extracted row of this run is in raw, in quarantine or counted
+        # as a duplicate; recorded with the publish, and a mismatch publishes nothing
+        reconciliation = runs.record_reconciliation(wh, run_id)
+        broken = [r for r in reconciliation if not r["ok"]]
+        if broken:
+            raise PublishError("nothing published: the run's row counts do not add up for "
+                               + "; ".join(runs.describe_reconciliation(r) for r in broken))
+        for i, t in enumerate(tables):
             src = f"{AUDIT_SCHEMA}.{ident(t.name)}"
             dst = f"published.{ident(t.name)}"
             exists = wh.table_exists("published", t.name)
@@ -118,10 +154,13 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
                 "insert into ops.published_versions values (?, ?, ?, ?, ?, ?)",
                 (t.name, as_of, run_id, t.mode, rows, now),
             )
+            if i == 0:
+                _fault_point("after_first_table")
         if wh.kind == "postgres":
             grant_bi_reader(wh)
         _fault_point("before_commit")
-    return PublishResult(as_of, published, skipped, 1, round(time.perf_counter() - started, 3))
+    return PublishResult(as_of, published, skipped, 1, round(time.perf_counter() - started, 3),
+                         reconciliation=reconciliation)
 
 
 def _check_same_columns(wh: Warehouse, table: str) -> None:
@@ -135,18 +174,142 @@ def _check_same_columns(wh: Warehouse, table: str) -> None:
 
 
 def _fault_point(name: str) -> None:
-    """Test hook: CRM_FAULT_INJECT=publish:<name> raises here (used by the atomicity tests)."""
-    if os.environ.get("CRM_FAULT_INJECT") == f"publish:{name}":
+    """Test hook for the atomicity tests, inside the publish transaction.
+
+    ``CRM_FAULT_INJECT=publish:<name>`` raises a PublishError at the point ``<name>``
+    (``after_first_table``, ``before_commit``); ``publish:kill_<name>`` kills this process
+    with SIGKILL there, as an OOM killer or ``kill -9`` would."""
+    fault = os.environ.get("CRM_FAULT_INJECT")
+    if fault == f"publish:{name}":
         raise PublishError(f"fault injected at publish:{name}")
+    if fault == f"publish:kill_{name}":
+        log.warning("fault injected: killing this process at publish:%s", name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- the publish lock ------------------------------------------------------------------
+
+
+def _pg_publish_lock(wh: Warehouse) -> None:
+    """Take the transaction-scoped advisory lock "a publish is in progress" or raise _PublishBusy."""
+    if wh.scalar("select pg_try_advisory_xact_lock(?)", (PUBLISH_LOCK_KEY,)):
+        return
+    holder = wh.scalar(
+        "select min(pid) from pg_locks where locktype = 'advisory' and granted "
+        "and database = (select oid from pg_database where datname = current_database()) "
+        "and ((classid::bigint << 32) | objid::bigint) = ?",
+        (PUBLISH_LOCK_KEY,),
+    )
+    raise _PublishBusy(f"another run is publishing to this warehouse (PostgreSQL session {holder or '?'})")
+
+
+@contextlib.contextmanager
+def _duckdb_publish_lock(wh: Warehouse, max_wait_seconds: float):
+    """Hold ``<warehouse file>.publish.lock`` exclusively while publishing (DuckDB)."""
+    if wh.kind != "duckdb" or wh.config.duckdb_path is None:
+        yield
+        return
+    import fcntl
+
+    path = wh.config.duckdb_path.with_name(wh.config.duckdb_path.name + ".publish.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + max_wait_seconds
+        delay = 0.2
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() + delay > deadline:
+                    holder = ""
+                    with contextlib.suppress(OSError, ValueError):
+                        holder = os.pread(fd, 64, 0).decode().strip()
+                    raise PublishError(
+                        f"another run is publishing to this warehouse (lock {path}"
+                        f"{', held by process ' + holder if holder else ''}) and did not finish within "
+                        f"{max_wait_seconds:.0f}s; nothing was published. Retry when it is done, or raise "
+                        "CRM_PUBLISH_MAX_WAIT_SECONDS"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# -- the BI role -----------------------------------------------------------------------
+
+
+def _savepoint(wh: Warehouse, sql: str, what: str) -> bool:
+    """Run one statement that may be refused (e.g. missing privileges) without aborting
+    the surrounding transaction; a refusal is logged."""
+    wh.execute("savepoint crm_bi_grant")
+    try:
+        wh.execute(sql)
+    except Exception as exc:  # noqa: BLE001
+        wh.execute("rollback to savepoint crm_bi_grant")
+        log.warning("could not %s: %s", what, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+        return False
+    wh.execute("release savepoint crm_bi_grant")
+    return True
 
 
 def grant_bi_reader(wh: Warehouse) -> None:
-    """Create the read-only BI role if missing and grant it select on published only."""
-    exists = wh.scalar("select count(*) from pg_roles where rolname = ?", (BI_ROLE,))
-    if not exists:
-        wh.execute(f"create role {BI_ROLE} nologin")
-    wh.execute(f"grant usage on schema published to {BI_ROLE}")
-    wh.execute(f"grant select on all tables in schema published to {BI_ROLE}")
+    """Create the read-only BI role if missing; it may select from ``published`` and nothing else.
+
+    Runs inside the publish transaction (after the tables were swapped, so the grants cover
+    the new tables) and is idempotent: everything the role could do beyond that is revoked
+    again on every publish."""
+    role = BI_ROLE
+    if not wh.scalar("select count(*) from pg_roles where rolname = ?", (role,)):
+        # a concurrent publish to another database of the cluster may create it first
+        wh.execute(
+            "do $$ begin create role " + role + " nologin; "
+            "exception when duplicate_object or unique_violation then null; end $$"
+        )
+    attrs = wh.query(
+        "select rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls from pg_roles where rolname = ?",
+        (role,),
+    )
+    if attrs and any(attrs[0]):
+        _savepoint(wh, f"alter role {role} nosuperuser nocreatedb nocreaterole noreplication nobypassrls",
+                   f"remove the attributes of role {role}")
+    # no inherited rights: crm_bi_reader is a member of no other role (e.g. pg_read_all_data)
+    for (parent,) in wh.query(
+        "select p.rolname from pg_auth_members m join pg_roles p on p.oid = m.roleid "
+        "join pg_roles r on r.oid = m.member where r.rolname = ?",
+        (role,),
+    ):
+        _savepoint(wh, f'revoke "{parent}" from {role}', f"revoke role {parent} from {role}")
+    db = wh.scalar("select current_database()")
+    wh.execute(f'revoke create on database "{db}" from {role}')
+    schemas = [
+        r[0] for r in wh.query(
+            "select nspname from pg_namespace where nspname not like 'pg\\_%' "
+            "and nspname <> 'information_schema' order by nspname"
+        )
+    ]
+    for schema in schemas:
+        q = '"' + schema.replace('"', '""') + '"'
+        if schema == PUBLISHED_SCHEMA:
+            continue
+        wh.execute(f"revoke all on schema {q} from {role}")
+        wh.execute(f"revoke all on all tables in schema {q} from {role}")
+        wh.execute(f"revoke all on all sequences in schema {q} from {role}")
+    wh.execute(f"revoke all on schema {PUBLISHED_SCHEMA} from {role}")
+    wh.execute(f"grant usage on schema {PUBLISHED_SCHEMA} to {role}")
+    wh.execute(f"revoke all on all tables in schema {PUBLISHED_SCHEMA} from {role}")
+    wh.execute(f"grant select on all tables in schema {PUBLISHED_SCHEMA} to {role}")
+    # a table created in published outside a publish (e.g. by hand) is readable too
+    wh.execute(f"alter default privileges in schema {PUBLISHED_SCHEMA} grant select on tables to {role}")
 
 
 def publish(
@@ -159,35 +322,49 @@ def publish(
     max_wait_seconds: float | None = None,
 ) -> PublishResult:
     """Publish every audit table of ``tables`` that exists; required ones must exist."""
-    lock_timeout_ms = lock_timeout_ms or int(os.environ.get("CRM_PUBLISH_LOCK_TIMEOUT_MS", "5000"))
-    max_wait_seconds = max_wait_seconds or float(os.environ.get("CRM_PUBLISH_MAX_WAIT_SECONDS", "1800"))
+    if lock_timeout_ms is None:
+        lock_timeout_ms = int(os.environ.get("CRM_PUBLISH_LOCK_TIMEOUT_MS", "5000"))
+    if max_wait_seconds is None:
+        max_wait_seconds = float(os.environ.get("CRM_PUBLISH_MAX_WAIT_SECONDS", "1800"))
+    lock_timeout_ms = max(1, int(lock_timeout_ms))
+    max_wait_seconds = max(0.0, float(max_wait_seconds))
     wh.ensure_schemas()
     wh.execute(VERSIONS_DDL)
     present = [t for t in tables if wh.table_exists(AUDIT_SCHEMA, t.name)]
     missing = [t.name for t in tables if t.required and t not in present]
     if missing:
         raise PublishError(f"audit tables missing, nothing published: {', '.join(missing)}")
-    deadline = time.monotonic() + max_wait_seconds
-    attempt, delay = 0, 1.0
-    while True:
-        attempt += 1
-        try:
-            result = _publish_once(wh, present, as_of, run_id, lock_timeout_ms)
-            result.attempts = attempt
-            return result
-        except Exception as exc:  # noqa: BLE001
-            if not _is_lock_timeout(exc) or time.monotonic() + delay > deadline:
-                if _is_lock_timeout(exc):
-                    raise PublishError(
-                        f"published tables stayed locked by other sessions for {max_wait_seconds:.0f}s "
-                        f"({attempt} attempts); nothing was published. Ask long-running BI sessions to "
-                        "commit, or raise CRM_PUBLISH_MAX_WAIT_SECONDS"
-                    ) from None
-                raise
-            log.warning("publish attempt %d waited %d ms for a lock held by a reader; retrying in %.0fs",
-                        attempt, lock_timeout_ms, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 60.0)
+    started = time.monotonic()
+    deadline = started + max_wait_seconds
+    with _duckdb_publish_lock(wh, max_wait_seconds):
+        attempt, delay = 0, 1.0
+        while True:
+            attempt += 1
+            try:
+                result = _publish_once(wh, present, as_of, run_id, lock_timeout_ms)
+                result.attempts = attempt
+                return result
+            except Exception as exc:  # noqa: BLE001
+                retryable = _is_lock_timeout(exc) or isinstance(exc, _PublishBusy)
+                if not retryable or time.monotonic() + delay > deadline:
+                    if isinstance(exc, _PublishBusy):
+                        raise PublishError(
+                            f"{exc} and did not finish within {max_wait_seconds:.0f}s ({attempt} attempts); "
+                            "nothing was published. Retry when it is done, or raise CRM_PUBLISH_MAX_WAIT_SECONDS"
+                        ) from None
+                    if retryable:
+                        raise PublishError(
+                            f"published tables stayed locked by other sessions for "
+                            f"{time.monotonic() - started:.0f}s ({attempt} attempts, limit {max_wait_seconds:.0f}s); "
+                            "nothing was published. Ask long-running BI sessions to commit, or raise "
+                            "CRM_PUBLISH_MAX_WAIT_SECONDS"
+                        ) from None
+                    raise
+                log.warning("publish attempt %d could not get its locks (%s); retrying in %.0fs",
+                            attempt, str(exc).strip().splitlines()[0] if str(exc).strip() else "lock timeout",
+                            delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 60.0)
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:

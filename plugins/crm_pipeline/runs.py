@@ -104,3 +104,95 @@ def run_summary(wh: Warehouse, run_id: str) -> dict[str, Any]:
             )
         ]
     return out
+
+
+# -- "nothing lost": the per-entity reconciliation of a run ----------------------------
+
+ENTITY_COUNTS_DDL = """create table if not exists ops.run_entity_counts (
+    run_id varchar, entity varchar, batches bigint, extracted bigint, duplicate bigint,
+    staged bigint, quarantined bigint, raw_rows bigint, quarantine_rows bigint, ok boolean,
+    checked_at timestamp)"""
+
+
+def reconcile(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
+    """Prove, per entity, that nothing of the run's extraction was lost.
+
+    For every entity the run extracted (summed over its batches in ``ops.extract_batches``;
+    a retried extract can leave more than one batch per entity): ``ok`` is true when
+    ``extracted == duplicate + staged + quarantined``, ``staged`` equals the rows of
+    ``raw.<entity>`` that carry the run's batch ids and ``quarantined`` equals the rows of
+    ``quarantine.<entity>`` that carry them. Returns one dict per entity, ordered by name:
+    entity, batches, extracted, duplicate, staged, quarantined, raw_rows, quarantine_rows, ok.
+    """
+    from crm_pipeline.warehouse import ident
+
+    if not wh.table_exists("ops", "extract_batches"):
+        return []
+    rows = wh.query(
+        "select entity, batch_id, rows_extracted, rows_duplicate, rows_staged, rows_quarantined "
+        "from ops.extract_batches where run_id = ? order by entity, batch_id",
+        (run_id,),
+    )
+    by_entity: dict[str, dict[str, Any]] = {}
+    batch_ids: dict[str, list[str]] = {}
+    for entity, batch_id, extracted, duplicate, staged, quarantined in rows:
+        e = by_entity.setdefault(entity, {"entity": entity, "batches": 0, "extracted": 0, "duplicate": 0,
+                                          "staged": 0, "quarantined": 0})
+        e["batches"] += 1
+        e["extracted"] += int(extracted or 0)
+        e["duplicate"] += int(duplicate or 0)
+        e["staged"] += int(staged or 0)
+        e["quarantined"] += int(quarantined or 0)
+        batch_ids.setdefault(entity, []).append(batch_id)
+
+    def count_in(schema: str, entity: str, ids: list[str]) -> int:
+        if not wh.table_exists(schema, entity):
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        return int(wh.scalar(
+            f"select count(*) from {ident(schema)}.{ident(entity)} where _batch_id in ({marks})", tuple(ids)
+        ) or 0)
+
+    out: list[dict[str, Any]] = []
+    for entity in sorted(by_entity):
+        e = by_entity[entity]
+        e["raw_rows"] = count_in("raw", entity, batch_ids[entity])
+        e["quarantine_rows"] = count_in("quarantine", entity, batch_ids[entity])
+        e["ok"] = (
+            e["extracted"] == e["duplicate"] + e["staged"] + e["quarantined"]
+            and e["staged"] == e["raw_rows"]
+            and e["quarantined"] == e["quarantine_rows"]
+        )
+        out.append(e)
+    return out
+
+
+def describe_reconciliation(r: dict[str, Any]) -> str:
+    """One line for one entity of ``reconcile``: what does not add up."""
+    parts = []
+    if r["extracted"] != r["duplicate"] + r["staged"] + r["quarantined"]:
+        parts.append(f"extracted {r['extracted']:,} != duplicate {r['duplicate']:,} + staged {r['staged']:,} "
+                     f"+ quarantined {r['quarantined']:,}")
+    if r["staged"] != r["raw_rows"]:
+        parts.append(f"staged {r['staged']:,} but raw.{r['entity']} holds {r['raw_rows']:,} rows of the run's batches")
+    if r["quarantined"] != r["quarantine_rows"]:
+        parts.append(f"quarantined {r['quarantined']:,} but quarantine.{r['entity']} holds "
+                     f"{r['quarantine_rows']:,} rows of the run's batches")
+    return f"{r['entity']}: " + ("; ".join(parts) if parts else "ok")
+
+
+def record_reconciliation(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
+    """``reconcile`` the run and store the result in ``ops.run_entity_counts`` (replacing
+    an earlier check of the same run); returns the result."""
+    result = reconcile(wh, run_id)
+    wh.execute(ENTITY_COUNTS_DDL)
+    with wh.transaction():
+        wh.execute("delete from ops.run_entity_counts where run_id = ?", (run_id,))
+        now = _now()
+        for r in result:
+            wh.execute(
+                "insert into ops.run_entity_counts values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, r["entity"], r["batches"], r["extracted"], r["duplicate"], r["staged"],
+                 r["quarantined"], r["raw_rows"], r["quarantine_rows"], r["ok"], now),
+            )
+    return result

@@ -2,8 +2,13 @@
 -- stg_crm__contacts: CUTE role, stale (not verified within var contact_stale_days before
 -- the run date, or never verified) and duplicate (an earlier contact - lower contact_id -
 -- of the same account has the same normalised email, lower(trim(email)), or the same
--- normalised phone, digits only). Email and phone are only compared here; no personal
--- field leaves this model.
+-- normalised phone, digits only). Email and phone are only compared here, as salted
+-- SHA-256 keys (salt: var pii_salt, by default the environment variable CRM_PII_SALT),
+-- so not even the model's intermediate relation holds a readable contact detail; no
+-- personal field and no key leaves this model.
+{%- set salt_sql = "'" ~ (var('pii_salt', env_var('CRM_PII_SALT', '')) | string | replace("'", "''")) ~ "'" %}
+{%- set email_norm = "nullif(lower(trim(email)), '')" %}
+{%- set phone_norm = "nullif(" ~ crm_digits_only('phone') ~ ", '')" %}
 {%- set stale_before = (modules.datetime.date.fromisoformat(var('as_of') | string)
     - modules.datetime.timedelta(days=var('contact_stale_days') | int)).isoformat() %}
 
@@ -17,8 +22,13 @@ normalised as (
         customer_id,
         role,
         last_verified_at,
-        nullif(lower(trim(email)), '') as email_key,
-        nullif({{ crm_digits_only('phone') }}, '') as phone_key
+        {%- if target.type == 'postgres' %}
+        encode(sha256(convert_to({{ salt_sql }} || {{ email_norm }}, 'UTF8')), 'hex') as email_key,
+        encode(sha256(convert_to({{ salt_sql }} || {{ phone_norm }}, 'UTF8')), 'hex') as phone_key
+        {%- else %}
+        sha256({{ salt_sql }} || {{ email_norm }}) as email_key,
+        sha256({{ salt_sql }} || {{ phone_norm }}) as phone_key
+        {%- endif %}
     from contacts
 ),
 
