@@ -49,7 +49,10 @@ def crm_nightly():
 
         from crm_pipeline import pipeline
 
-        return pipeline.extract(run["run_id"], date.fromisoformat(run["as_of"]))
+        # a refused batch or a bad setting will not get better by retrying; a source
+        # that dropped the connection might
+        with pipeline.no_retry_for(pipeline.NOT_RETRYABLE):
+            return pipeline.extract(run["run_id"], date.fromisoformat(run["as_of"]))
 
     @task
     def clv_fit(run: dict) -> dict:

@@ -24,6 +24,35 @@ class GateFailed(RuntimeError):
     """Gate 2 refused the audit marts; nothing was published."""
 
 
+def _not_retryable() -> tuple[type[BaseException], ...]:
+    from crm_pipeline.extract import BatchRejected
+    from crm_pipeline.gates import GateError
+    from crm_pipeline.settings import ConfigError
+
+    return (BatchRejected, ConfigError, GateError)
+
+
+class _Lazy:
+    def __iter__(self):
+        return iter(_not_retryable())
+
+
+#: errors that fail a task at once instead of being retried
+NOT_RETRYABLE = _Lazy()
+
+
+@contextmanager
+def no_retry_for(kinds) -> Iterator[None]:
+    """Turn the given errors into Airflow's fail-without-retry, keeping their message."""
+    kinds = tuple(kinds)
+    try:
+        yield
+    except kinds as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(one_line(exc)) from exc
+
+
 def as_of_from_interval(data_interval_end: datetime) -> date:
     """``as_of`` = the last day the data interval covers (its end is exclusive)."""
     end = data_interval_end
