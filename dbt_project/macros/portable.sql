@@ -145,3 +145,17 @@
 {% macro crm_in_list(values) -%}
     ({% for v in values %}'{{ v }}'{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
+
+{#- SHA-256 of a text expression as lowercase hex. -#}
+{% macro crm_sha256_hex(expr) -%}
+    {{ return(adapter.dispatch('crm_sha256_hex')(expr)) }}
+{%- endmacro %}
+
+{% macro default__crm_sha256_hex(expr) -%}
+    encode(sha256(convert_to({{ expr }}, 'UTF8')), 'hex')
+{%- endmacro %}
+
+{% macro duckdb__crm_sha256_hex(expr) -%}
+    sha256({{ expr }})
+{%- endmacro %}
+

@@ -114,6 +114,7 @@ def begin(run_id: str, as_of: date) -> dict[str, str]:
     settings = RunSettings.resolve()
     with Warehouse(settings.warehouse) as wh:
         runs.start_run(wh, run_id, as_of, settings.warehouse.display)
+        wh.ensure_pii_salt()
     return {"run_id": run_id, "as_of": as_of.isoformat()}
 
 

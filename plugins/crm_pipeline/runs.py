@@ -86,12 +86,15 @@ def run_summary(wh: Warehouse, run_id: str) -> dict[str, Any]:
         )
     ]
     if wh.table_exists("ops", "extract_batches"):
+        # summed per entity: a retried extract leaves one row per attempt that committed;
+        # a re-run of the same date (same Airflow run id) counts only its own batches
         out["entities"] = [
             dict(zip(("entity", "extracted", "duplicate", "staged", "quarantined"), r))
             for r in wh.query(
-                "select entity, rows_extracted, rows_duplicate, rows_staged, rows_quarantined "
-                "from ops.extract_batches where run_id = ? order by entity",
-                (run_id,),
+                "select entity, sum(rows_extracted), sum(rows_duplicate), sum(rows_staged), "
+                "sum(rows_quarantined) from ops.extract_batches where run_id = ? and loaded_at >= ? "
+                "group by entity order by entity",
+                (run_id, out["started_at"]),
             )
         ]
     if wh.table_exists("ops", "published_versions"):

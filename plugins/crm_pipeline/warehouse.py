@@ -232,3 +232,19 @@ class Warehouse:
         self.ensure_schemas()
         for entity in ENTITIES:
             self.execute(self.raw_ddl(entity))
+
+    def ensure_pii_salt(self) -> None:
+        """The salt of the hashed keys of personal data, kept in the warehouse (ops.pii_salt).
+
+        It is read by dbt through a relation, never passed as a var, so it does not end up
+        in dbt's compiled SQL, logs or artifacts. ``CRM_PII_SALT`` sets it on first use;
+        otherwise a random one is made once and kept (hashes stay comparable across runs).
+        """
+        import os
+        import secrets
+
+        self.ensure_schemas()
+        self.execute("create table if not exists ops.pii_salt (salt varchar not null)")
+        if not self.scalar("select count(*) from ops.pii_salt"):
+            self.execute("insert into ops.pii_salt values (?)", (os.environ.get("CRM_PII_SALT") or secrets.token_hex(32),))
+

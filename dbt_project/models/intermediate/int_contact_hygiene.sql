@@ -3,10 +3,9 @@
 -- the run date, or never verified) and duplicate (an earlier contact - lower contact_id -
 -- of the same account has the same normalised email, lower(trim(email)), or the same
 -- normalised phone, digits only). Email and phone are only compared here, as salted
--- SHA-256 keys (salt: var pii_salt, by default the environment variable CRM_PII_SALT),
--- so not even the model's intermediate relation holds a readable contact detail; no
--- personal field and no key leaves this model.
-{%- set salt_sql = "'" ~ (var('pii_salt', env_var('CRM_PII_SALT', '')) | string | replace("'", "''")) ~ "'" %}
+-- SHA-256 keys (the salt is read from the warehouse through stg_ops__pii_salt, so it
+-- never appears in dbt's compiled SQL or artifacts); no personal field and no key
+-- leaves this model.
 {%- set email_norm = "nullif(lower(trim(email)), '')" %}
 {%- set phone_norm = "nullif(" ~ crm_digits_only('phone') ~ ", '')" %}
 {%- set stale_before = (modules.datetime.date.fromisoformat(var('as_of') | string)
@@ -16,20 +15,20 @@ with contacts as (
     select * from {{ ref('stg_crm__contacts') }}
 ),
 
+pii as (
+    select salt from {{ ref('stg_ops__pii_salt') }}
+),
+
 normalised as (
     select
         contact_id,
         customer_id,
         role,
         last_verified_at,
-        {%- if target.type == 'postgres' %}
-        encode(sha256(convert_to({{ salt_sql }} || {{ email_norm }}, 'UTF8')), 'hex') as email_key,
-        encode(sha256(convert_to({{ salt_sql }} || {{ phone_norm }}, 'UTF8')), 'hex') as phone_key
-        {%- else %}
-        sha256({{ salt_sql }} || {{ email_norm }}) as email_key,
-        sha256({{ salt_sql }} || {{ phone_norm }}) as phone_key
-        {%- endif %}
+        {{ crm_sha256_hex('pii.salt || ' ~ email_norm) }} as email_key,
+        {{ crm_sha256_hex('pii.salt || ' ~ phone_norm) }} as phone_key
     from contacts
+    cross join pii
 ),
 
 duplicates as (
