@@ -34,6 +34,10 @@ def _run_unit_tests(env: dict[str, str], tmp: Path, url: str) -> None:
     with Warehouse(WarehouseConfig.from_url(url)) as wh:
         wh.ensure_raw_tables()
         wh.ensure_pii_salt()
+        # the CLV step's tables are dbt sources, made by the Python step before the marts
+        from crm_pipeline import clv_step
+
+        clv_step.ensure_tables(wh)
     built = _dbt(["build", "--empty", "--exclude-resource-type", "unit_test", "--exclude-resource-type", "test"], env, tmp)
     assert built.returncode == 0, built.stdout[-4000:]
     tested = _dbt(["test", "--select", "test_type:unit"], env, tmp)

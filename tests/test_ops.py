@@ -32,8 +32,11 @@ def warehouse_with_history(tmp_path):
     return tmp_path
 
 
-def test_status_shows_runs_verdicts_and_freshness(warehouse_with_history):
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["status", "--home", str(warehouse_with_history)])
+def test_status_shows_runs_verdicts_and_freshness(warehouse_with_history, monkeypatch):
+    from crm_pipeline import cli
+
+    monkeypatch.setattr(cli.console, "_width", 200)  # a wide terminal: no wrapped cells
+    result = CliRunner().invoke(app, ["status", "--home", str(warehouse_with_history)])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "manual__ok" in out and "manual__bad" in out

@@ -162,6 +162,19 @@ def _print_summary(summary: dict, home: Path) -> None:
         for s in summary["stages"]:
             t.add_row(s["stage"], s["status"], f"{float(s['seconds'] or 0):.1f}")
         console.print(t)
+    clv_details = next((s.get("details") or {} for s in summary.get("stages") or [] if s.get("stage") == "clv_fit"), {})
+    if clv_details.get("status"):
+        params = clv_details.get("params") or {}
+        if clv_details["status"] == "ok":
+            fitted = ", ".join(f"{k}={params[k]:.4g}" for k in ("r", "alpha", "a", "b", "p", "q", "gamma")
+                               if params.get(k) is not None)
+            console.print(f"clv:       [green]ok[/] ({clv_details.get('n_customers')} customers, "
+                          f"{clv_details.get('time_unit')}; {fitted})")
+        else:
+            from rich.markup import escape
+
+            console.print(f"clv:       [yellow]{clv_details['status']}[/]: {escape(clv_details.get('message') or '')} "
+                          "(no new CLV published; the previous one stays)")
     console.print(f"warehouse: {summary.get('warehouse')}")
     if summary.get("log"):
         console.print(f"log:       {summary['log']}")
@@ -219,7 +232,21 @@ class _StageProgress:
 
 def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
              customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED, quiet: bool = False) -> dict:
-    """Run the DAG for one date and return the run summary (used by run and backfill)."""
+    """Run the DAG for one date and return the run summary (used by run and backfill).
+
+    The Airflow and connection settings of the run are set in this process's environment
+    only for the run: a second call with another --home never inherits the first one's.
+    """
+    saved = dict(os.environ)
+    try:
+        return _run_once(home, as_of, source, warehouse, customers, seed, quiet)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
+              customers: int, seed: int, quiet: bool) -> dict:
     from crm_pipeline import airflow_local
 
     home.mkdir(parents=True, exist_ok=True)
@@ -228,10 +255,13 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
         from crm_pipeline import demo
 
         source_url = _demo_url(home)
-        current = demo.applied_until(source_url)
+        state = demo.source_state(source_url)
+        if state is not None:
+            # an existing demo source keeps the size and seed it was made with
+            customers, seed = state["customers"], state["seed"]
         # a backfill of a past date reads the source as it is now, like a real one;
         # only a later date moves the demo database forward
-        if current is None or as_of > current:
+        if state is None or as_of > state["applied_until"]:
             with console.status(f"advancing the demo source to the end of {as_of} …"):
                 try:
                     demo.advance_source(source_url, as_of, customers=customers, seed=seed)
@@ -356,6 +386,10 @@ def status(
         t.add_row(p["table"], p["mode"], str(p["as_of"]), str(p["published_at"])[:19], f"{p['rows']:,}",
                   str(p["age_days"]))
     console.print(t)
+
+
+from crm_pipeline.cli_clv import clv_app  # noqa: E402
+app.add_typer(clv_app, name="clv")
 
 
 def main() -> None:

@@ -1183,6 +1183,12 @@ def _latest_changes(df: pd.DataFrame, key: str, after_us: int | None) -> pd.Data
 
 
 def _engine(url: str) -> sa.Engine:
+    # plain postgresql:// means psycopg2 here (COPY below uses its copy_expert), whatever
+    # SQLAlchemy's default driver for the dialect is
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    elif url.startswith("mysql://"):
+        url = "mysql+pymysql://" + url[len("mysql://"):]
     u = sa.make_url(url)
     if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
@@ -1316,8 +1322,9 @@ def _upsert(conn: sa.Connection, raw: Any, dialect: str, table: sa.Table, entity
         cur.close()
 
 
-def applied_until(url: str, schema: str | None = None) -> dt.date | None:
-    """The last day a demo source was advanced to, or None for an empty/new source."""
+def source_state(url: str, schema: str | None = None) -> dict | None:
+    """How a demo source was made and how far it was advanced (seed, customers,
+    applied_until), or None for an empty/new source."""
     engine = _engine(url)
     try:
         md = _metadata(schema)
@@ -1325,7 +1332,10 @@ def applied_until(url: str, schema: str | None = None) -> dt.date | None:
         if not sa.inspect(engine).has_table(STATE_TABLE, schema=schema):
             return None
         with engine.connect() as conn:
-            row = conn.execute(sa.select(state.c.applied_until).where(state.c.id == 1)).first()
-        return None if row is None else _as_date(row[0])
+            row = conn.execute(sa.select(state).where(state.c.id == 1)).mappings().first()
+        if row is None:
+            return None
+        return {"seed": int(row["seed"]), "customers": int(row["customers"]),
+                "applied_until": _as_date(row["applied_until"])}
     finally:
         engine.dispose()

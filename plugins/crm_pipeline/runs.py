@@ -102,8 +102,8 @@ def run_summary(wh: Warehouse, run_id: str) -> dict[str, Any]:
             dict(zip(("table", "mode", "rows"), r))
             for r in wh.query(
                 "select table_name, mode, rows_published from ops.published_versions where run_id = ? "
-                "order by table_name",
-                (run_id,),
+                "and published_at >= ? order by table_name",
+                (run_id, out["started_at"]),
             )
         ]
     return out

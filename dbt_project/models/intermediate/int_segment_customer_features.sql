@@ -1,11 +1,17 @@
 -- Owns the inputs of the segment rules: one row per customer in stg_crm__customers with
--- the value tier, RFM segment, current credit grade, dormancy, product breadth and (once
--- the CLV step lands) the CLV outputs, plus the purchase-likelihood score.
+-- the value tier, RFM segment, current credit grade, dormancy, product breadth, the CLV
+-- outputs of this as_of (customer_lifetime_value, from the CLV step) and the
+-- purchase-likelihood score.
 --
--- purchase_likelihood: until the CLV step provides prob_alive it is a function of the
--- RFM scores, w * (r_score - 1) / 4 + (1 - w) * (f_score - 1) / 4 with
--- w = var purchase_likelihood_recency_weight, so 0 for the oldest / least frequent
--- quintiles and 1 for the best; null for prospects (no purchase history to score).
+-- purchase_likelihood: the model's probability of at least one purchase in the next 90
+-- days, customer_lifetime_value.prob_purchase_90d =
+--     P(alive) * (1 - ((alpha + T) / (alpha + T + h)) ^ (r + x)),  h = 90 days,
+-- (purchase_likelihood_method 'clv_model'). When customer_lifetime_value has no row for
+-- the customer (the fit of this as_of failed, so the mart is empty) it falls back to the
+-- RFM score w * (r_score - 1) / 4 + (1 - w) * (f_score - 1) / 4 with
+-- w = var purchase_likelihood_recency_weight ('rfm_score'): 0 for the oldest / least
+-- frequent quintiles and 1 for the best. Null for prospects (no purchase history).
+-- prob_alive and clv_12m are null without a model row.
 with customers as (
     select * from {{ ref('stg_crm__customers') }}
 ),
@@ -33,6 +39,20 @@ churn as (
     select * from {{ ref('customer_churn') }}
 ),
 
+lifetime_value as (
+    select * from {{ ref('customer_lifetime_value') }}
+),
+
+rfm_likelihood as (
+    select
+        customer_id,
+        cast(case when r_score is not null then
+            cast({{ var('purchase_likelihood_recency_weight') }} as numeric(6, 4)) * (r_score - 1) / 4.0
+            + (1 - cast({{ var('purchase_likelihood_recency_weight') }} as numeric(6, 4))) * (f_score - 1) / 4.0
+        end as numeric(9, 6)) as score
+    from rfm
+),
+
 final as (
     select
         customers.customer_id,
@@ -50,21 +70,24 @@ final as (
         cast(summary.product_categories as integer) as product_categories,
         cast(summary.total_net_revenue as numeric(18, 2)) as historical_value,
         cast(summary.total_gross_margin as numeric(18, 2)) as historical_margin,
-        -- filled by the CLV step (intermediate.clv_predictions) in a later change
-        cast(null as double precision) as prob_alive,
-        cast(null as numeric(18, 2)) as clv_12m,
+        cast(lifetime_value.prob_alive as numeric(9, 6)) as prob_alive,
+        cast(lifetime_value.clv_12m as numeric(18, 2)) as clv_12m,
         cast(
-            case when rfm.r_score is not null then
-                cast({{ var('purchase_likelihood_recency_weight') }} as numeric(6, 4)) * (rfm.r_score - 1) / 4.0
-                + (1 - cast({{ var('purchase_likelihood_recency_weight') }} as numeric(6, 4))) * (rfm.f_score - 1) / 4.0
-            end as numeric(6, 4)
-        ) as purchase_likelihood
+            coalesce(cast(lifetime_value.prob_purchase_90d as numeric(9, 6)), rfm_likelihood.score)
+            as numeric(9, 6)
+        ) as purchase_likelihood,
+        cast(case
+            when lifetime_value.prob_purchase_90d is not null then 'clv_model'
+            when rfm_likelihood.score is not null then 'rfm_score'
+        end as varchar) as purchase_likelihood_method
     from customers
     inner join summary on customers.customer_id = summary.customer_id
     inner join rfm on customers.customer_id = rfm.customer_id
     inner join tiers on customers.customer_id = tiers.customer_id
     left join credit_grades on customers.customer_id = credit_grades.customer_id
     left join churn on customers.customer_id = churn.customer_id
+    left join lifetime_value on customers.customer_id = lifetime_value.customer_id
+    left join rfm_likelihood on customers.customer_id = rfm_likelihood.customer_id
 )
 
 select * from final

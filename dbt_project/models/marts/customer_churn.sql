@@ -16,6 +16,10 @@ tiers as (
     select * from {{ ref('int_churn_prior_value_tiers') }}
 ),
 
+lifetime_value as (
+    select customer_id, prob_alive from {{ ref('customer_lifetime_value') }}
+),
+
 measured as (
     select
         customers.customer_id,
@@ -36,8 +40,8 @@ measured as (
                     coalesce({{ var('churn_dormancy_interval_multiple') }} * rhythm.median_interval_days, 0)
                 )
         end as dormancy_threshold_days,
-        -- the probability alive comes from the CLV step (not wired yet): null means unknown
-        cast(null as decimal(9, 6)) as prob_alive,
+        -- from the CLV step; null = unknown (fit failed this as_of, or a prospect)
+        cast(lifetime_value.prob_alive as decimal(9, 6)) as prob_alive,
         tiers.prior_value_tier,
         tiers.prior_tier_as_of,
         tiers.trailing_12m_revenue,
@@ -45,6 +49,7 @@ measured as (
     from customers
     left join rhythm on customers.customer_id = rhythm.customer_id
     left join tiers on customers.customer_id = tiers.customer_id
+    left join lifetime_value on customers.customer_id = lifetime_value.customer_id
 ),
 
 flagged as (

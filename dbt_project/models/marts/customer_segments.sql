@@ -4,6 +4,9 @@
 -- means "any value"; list conditions are '|'-separated), and the matching rule with the
 -- lowest rule_order wins. The seed ends with a catch-all rule, so every customer gets a
 -- segment (tests assert_one_segment_per_customer and not_null on segment).
+-- CLV conditions (min/max_clv_12m, min/max_prob_alive) compare with the CLV step's
+-- outputs of this as_of; a customer without them (prospect, or the fit of this as_of
+-- failed) never matches a CLV condition, like a null value never matches a list.
 with features as (
     select * from {{ ref('int_segment_customer_features') }}
 ),
@@ -30,6 +33,8 @@ matches as (
        and (rules.max_product_categories is null or features.product_categories <= rules.max_product_categories)
        and (rules.min_clv_12m is null or features.clv_12m >= rules.min_clv_12m)
        and (rules.max_clv_12m is null or features.clv_12m < rules.max_clv_12m)
+       and (rules.min_prob_alive is null or features.prob_alive >= rules.min_prob_alive)
+       and (rules.max_prob_alive is null or features.prob_alive < rules.max_prob_alive)
 ),
 
 first_match as (
@@ -50,8 +55,9 @@ final as (
         cast(features.rfm_segment as varchar) as rfm_segment,
         cast(features.credit_grade as varchar) as credit_grade,
         cast(features.is_dormant as boolean) as is_dormant,
-        cast(features.purchase_likelihood as numeric(6, 4)) as purchase_likelihood,
-        cast(features.prob_alive as double precision) as prob_alive,
+        cast(features.purchase_likelihood as numeric(9, 6)) as purchase_likelihood,
+        cast(features.purchase_likelihood_method as varchar) as purchase_likelihood_method,
+        cast(features.prob_alive as numeric(9, 6)) as prob_alive,
         cast(features.clv_12m as numeric(18, 2)) as clv_12m,
         cast(features.historical_value as numeric(18, 2)) as historical_value,
         cast(features.trailing_12m_revenue as numeric(18, 2)) as trailing_12m_revenue

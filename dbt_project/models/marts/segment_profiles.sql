@@ -22,7 +22,8 @@ per_segment as (
         count(*) as customers,
         sum(trailing_12m_revenue) as revenue,
         sum(historical_value) as historical_value,
-        avg(clv_12m) as avg_clv,
+        sum(clv_12m) as clv_12m_total,
+        count(clv_12m) as clv_customers,
         sum(case when credit_grade = 'AAA' then 1 else 0 end) as grade_aaa,
         sum(case when credit_grade = 'AA' then 1 else 0 end) as grade_aa,
         sum(case when credit_grade = 'A' then 1 else 0 end) as grade_a,
@@ -51,7 +52,11 @@ final as (
         case when per_segment.customers > 0
             then {{ value_money_ratio('per_segment.historical_value', 'per_segment.customers') }}
         end as avg_historical_value,
-        cast(per_segment.avg_clv as numeric(18, 2)) as avg_clv,
+        -- mean 12-month CLV over the segment's customers with a CLV (buyers, when the
+        -- fit of this as_of is ok); null when none has one
+        case when per_segment.clv_customers > 0
+            then {{ value_money_ratio('per_segment.clv_12m_total', 'per_segment.clv_customers') }}
+        end as avg_clv,
         cast(coalesce(per_segment.grade_aaa, 0) as integer) as grade_aaa,
         cast(coalesce(per_segment.grade_aa, 0) as integer) as grade_aa,
         cast(coalesce(per_segment.grade_a, 0) as integer) as grade_a,
