@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 AS_OF = date(2026, 3, 31)
 #: wall-clock facts of a run, different by nature between two runs
+SECRET = "pw-Zq8rT5xLm2"
 VOLATILE_COLUMNS = {"fit_seconds", "fitted_at", "run_id", "published_at", "loaded_at"}
 CUSTOMERS = 800
 
@@ -66,7 +67,9 @@ def both_runs(tmp_path_factory):
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f"create database {name}")
-    pg_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    # the test server trusts local connections, so any password is accepted: a unique
+    # one lets the test prove it never reaches a log, a summary or a dbt artifact
+    pg_url = f"postgresql://postgres:{SECRET}@127.0.0.1:5432/{name}"
     try:
         os.environ["CRM_DBT_DOCS"] = "1"  # this run's docs are checked below
         try:
@@ -74,8 +77,12 @@ def both_runs(tmp_path_factory):
                                        "--source", f"sqlite:///{duck_home / 'source.sqlite'}"])
         finally:
             os.environ["CRM_DBT_DOCS"] = "0"
-        pg = runner.invoke(app, ["run", "--home", str(pg_home), "--as-of", AS_OF.isoformat(),
-                                 "--source", f"sqlite:///{pg_home / 'source.sqlite'}", "--warehouse", pg_url])
+        os.environ["CRM_DBT_DOCS"] = "1"  # dbt artifacts are searched for the password below
+        try:
+            pg = runner.invoke(app, ["run", "--home", str(pg_home), "--as-of", AS_OF.isoformat(),
+                                     "--source", f"sqlite:///{pg_home / 'source.sqlite'}", "--warehouse", pg_url])
+        finally:
+            os.environ["CRM_DBT_DOCS"] = "0"
         yield duck_home, pg_url, duck, pg, pg_home
     finally:
         with admin.cursor() as cur:
@@ -157,3 +164,22 @@ def test_published_columns_have_contracts_and_docs(both_runs):
             assert doc.get("data_type"), f"{name}.{col} has no contract type"
         checked += 1
     assert checked >= 10
+
+
+def test_the_warehouse_password_never_reaches_logs_summaries_or_dbt_artifacts(both_runs):
+    _, pg_url, _, pg, pg_home = both_runs
+    assert pg.exit_code == 0, pg.output
+    assert SECRET not in pg.output
+    assert "***" in pg.output  # the summary names the warehouse with the password masked
+    searched = 0
+    for path in pg_home.rglob("*"):
+        if path.is_file() and path.suffix not in (".sqlite", ".duckdb"):
+            data = path.read_bytes()
+            assert SECRET.encode() not in data, f"the password is written in {path.relative_to(pg_home)}"
+            searched += 1
+    # the run's log, the dbt docs artifacts and the Airflow task logs were among them
+    names = {p.name for p in pg_home.rglob("*") if p.is_file()}
+    assert {"manifest.json", "catalog.json"} <= names
+    assert any(n.startswith("run-") and n.endswith(".log") for n in names)
+    assert searched > 10
+

@@ -53,18 +53,45 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _use_configured_metadata_db() -> None:
+    """Airflow binds its metadata engine when first imported; a process that runs the DAG
+    for a second state folder (tests, a backfill of another --home) re-binds it here."""
+    from airflow import settings
+
+    wanted = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    if settings.SQL_ALCHEMY_CONN != wanted:
+        settings.configure_vars()
+        settings.reconfigure_orm()
+
+
+def _metadata_db_ready(db_path: Path, version: str) -> bool:
+    import sqlite3
+
+    if not db_path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(db_path)) as con:
+            tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.Error:
+        return False
+    marker = db_path.parent / ".crm-db-ready"
+    return {"dag_run", "task_instance", "alembic_version"} <= tables and (
+        marker.exists() and marker.read_text() == version
+    )
+
+
 def ensure_metadata_db() -> None:
     """Create or migrate Airflow's SQLite metadata database (a few seconds the first time)."""
+    import airflow
     from airflow.utils.db import upgradedb
 
-    marker = Path(os.environ["AIRFLOW_HOME"]) / ".crm-db-ready"
-    import airflow
-
-    if marker.exists() and marker.read_text() == airflow.__version__:
+    _use_configured_metadata_db()
+    db_path = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    if _metadata_db_ready(db_path, airflow.__version__):
         return
     with contextlib.redirect_stdout(io.StringIO()):
         upgradedb()
-    marker.write_text(airflow.__version__)
+    (db_path.parent / ".crm-db-ready").write_text(airflow.__version__)
 
 
 def load_dag():
