@@ -61,13 +61,7 @@ buyers as (
 ),
 
 buyer_tiers as (
-    select
-        buyers.customer_id,
-        min(tier_cutpoints.tier_order) as tier_order
-    from buyers
-    inner join tier_cutpoints
-        on buyers.revenue_rank - 1 < tier_cutpoints.cumulative_share * buyers.buyers
-    group by buyers.customer_id
+    {{ pyramid_tier_order('buyers', 'tier_cutpoints') }}
 ),
 
 final as (
