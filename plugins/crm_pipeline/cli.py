@@ -138,7 +138,9 @@ def _print_summary(summary: dict, home: Path) -> None:
         f"  (gate: {summary.get('gate_verdict') or 'not reached'})"
     )
     if summary.get("message"):
-        console.print(f"[{colour}]{summary['message']}[/]")
+        from rich.markup import escape
+
+        console.print(f"[{colour}]{escape(str(summary['message']))}[/]")
     if summary.get("entities"):
         t = Table(title="extracted")
         for col in ("entity", "extracted", "duplicate", "staged", "quarantined"):
