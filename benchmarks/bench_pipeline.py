@@ -33,7 +33,7 @@ def main() -> None:
 
     home = args.home or Path(tempfile.mkdtemp(prefix="crm-bench-"))
     as_of = date.fromisoformat(args.as_of)
-    console = Console()
+    console = Console(width=200)
     t0 = time.perf_counter()
     advance_source(f"sqlite:///{home / 'source.sqlite'}", as_of, customers=args.customers)
     demo_seconds = time.perf_counter() - t0
