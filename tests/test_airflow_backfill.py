@@ -1,0 +1,331 @@
+"""``crm backfill`` and Airflow 3's own backfill (scheduler) publish the same rows.
+
+Two state folders read the same demo source (made once up to D2, then copied):
+
+* home A: ``crm backfill --from D1 --to D2`` (each date in order, ``dag.test`` in-process);
+* home B: the real Airflow 3 stack (``airflow standalone``: scheduler, dag-processor,
+  api-server, triggerer; LocalExecutor; SQLite metadata DB) and
+  ``airflow backfill create --dag-id crm_nightly --from-date D1 --to-date D2
+  --reprocess-behavior completed --max-active-runs 1``.
+
+Then every history table's D1 and D2 rows, and the whole ``published`` schema (the current
+tables show D2 in both), are compared without the wall-clock columns (run ids, timings,
+``published_at``...); every backfill run in B must have succeeded.
+
+What Airflow 3.3.2 does, checked here rather than assumed:
+
+* The DAG's timetable is ``CronDataIntervalTimetable("0 0 * * *")``; a backfill selects runs
+  by *logical date*, which for this timetable is the start of the data interval. So
+  ``--from-date D1 --to-date D2`` creates exactly the runs with intervals [D1, D1+1) and
+  [D2, D2+1), i.e. ``as_of`` D1 and D2 (their run ids carry the run date,
+  ``backfill__<D+1>``). The test asserts the intervals in the metadata DB.
+* A backfill's concurrency is its own (``--max-active-runs``, default 10): the DAG's
+  ``max_active_runs=1`` does not apply. Without ``--max-active-runs 1`` both dates run at
+  once against one DuckDB file, D1's dbt models read D2's extracted rows and D1's history
+  slice comes out different (seen while writing this test), so the flag is required.
+* Backfill runs only start while the DAG is unpaused (the scheduler skips paused DAGs;
+  the 3.3.2 CLI has no "keep paused" option). Unpausing a ``catchup=False`` DAG makes the
+  scheduler create one scheduled run for the latest interval (as_of yesterday), which would
+  run at the same time as the backfill (different concurrency pools), write the same DuckDB
+  file and publish a newer as_of. The stack here therefore runs with
+  ``[scheduler] use_job_schedule = False``: the scheduler creates no scheduled runs at all but
+  still starts queued backfill runs, so B ends with exactly D1 and D2 like A. DAGs are
+  created unpaused (``dags_are_paused_at_creation = False``).
+
+The stack is stopped in a ``finally`` with SIGINT (SIGTERM to the standalone process leaves
+its children behind): first to its components, then to ``airflow standalone`` itself (see
+``_stop`` for why not all at once), with SIGTERM and SIGKILL to the process group only as a
+fallback; the test then checks that nothing of the group is left. A process started from a
+non-interactive shell's background job inherits SIGINT as *ignored*, and a Python started
+that way never turns SIGINT into KeyboardInterrupt: the stack is started with SIGINT reset
+to the default so that it can be stopped at all.
+
+Runtime on a 2-core machine: about 3-5 minutes (A runs next to B's start-up and first run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from helpers import published_checksum_url, table_checksum
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_ID = "crm_nightly"
+D1, D2 = date(2026, 6, 29), date(2026, 6, 30)
+CUSTOMERS = 300
+#: history tables keyed by as_of (customer_credit_grades is keyed by quarter; it is covered
+#: by the whole-schema comparison)
+HISTORY_TABLES = ("customer_segment_history", "segment_profiles", "segment_migration", "pareto_concentration",
+                  "customer_lifetime_value", "clv_model_runs")
+DAG_PARSE_TIMEOUT = 240
+BACKFILL_TIMEOUT = 12 * 60
+CRM_BACKFILL_TIMEOUT = 10 * 60
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without Airflow or crm settings; the venv's bin first."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CRM_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update({"CRM_DBT_DOCS": "0", "COLUMNS": "200", "GX_ANALYTICS_ENABLED": "False", "DO_NOT_TRACK": "1",
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
+    return env
+
+
+def _stack_env(home: Path) -> dict[str, str]:
+    airflow_home = home / "airflow"
+    port, worker_logs_port, trigger_logs_port = _free_ports(3)
+    return {
+        **_clean_env(),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        # task processes talk to the api-server's execution API; its default is port 8080
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        # the log servers of the scheduler and the triggerer (8793 and 8794 by default)
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs_port),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
+        "AIRFLOW__COSMOS__ENABLE_CACHE": "True",
+        "CRM_HOME": str(home),
+        "AIRFLOW_CONN_CRM_SOURCE": f"sqlite:///{home / 'source.sqlite'}",
+        "AIRFLOW_CONN_CRM_WAREHOUSE": f"duckdb:///{home / 'warehouse.duckdb'}",
+    }
+
+
+def _default_sigint() -> None:
+    # runs in the child before exec: a SIGINT ignored by the parent would stay ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _group_members(pgid: int) -> dict[int, str]:
+    """The live (not zombie) processes of a process group: pid -> "state command"."""
+    members = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            state, _ppid, group = stat[stat.rindex(")") + 2:].split()[:3]
+            if int(group) == pgid and state != "Z":
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                members[int(entry.name)] = f"{state} {cmd[:100]}"
+        except (OSError, ValueError):
+            continue
+    return members
+
+
+def _signal_all(pids, sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _stop(proc: subprocess.Popen | None, grace: float, spare_leader: bool = False) -> list[str]:
+    """Stop a process started by ``_start`` and everything in its process group; returns the
+    escalations that were needed (SIGTERM, then SIGKILL to whatever was left).
+
+    SIGINT goes first. With ``spare_leader`` it goes to the members of the group but not to
+    its leader, and to the leader only once the others have exited: ``airflow standalone``
+    answers SIGINT by sending SIGTERM to its components at once, and a triggerer that gets
+    SIGTERM while still shutting down after SIGINT takes its "second signal, force exit"
+    path, which hung in about half of the tries here (Airflow 3.3.2) until SIGKILL.
+    """
+    if proc is None:
+        return []
+    pgid = proc.pid  # start_new_session: the process leads its own group
+    gone = lambda: not _group_members(pgid) and proc.poll() is not None  # noqa: E731
+    escalated = []
+    if spare_leader and proc.poll() is None:
+        _signal_all([pid for pid in _group_members(pgid) if pid != pgid], signal.SIGINT)
+        _wait_until(lambda: set(_group_members(pgid)) <= {pgid}, grace)
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        if gone():
+            break
+        if sig != signal.SIGINT:
+            escalated.append(f"{signal.Signals(sig).name} to {_group_members(pgid)}")
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        _wait_until(gone, wait)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    return escalated
+
+
+def _meta(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows from Airflow's metadata DB ([] while it does not exist yet or is being migrated)."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return []
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait(what: str, check, timeout: float, procs_and_logs: list[tuple[subprocess.Popen, Path]]):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        for proc, log in procs_and_logs:
+            assert proc.poll() is None, f"{' '.join(map(str, proc.args[:3]))} exited ({proc.returncode}) " \
+                                        f"while waiting for {what}:\n{_tail(log)}"
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}:\n" + \
+            "\n".join(_tail(log) for _, log in procs_and_logs)
+        time.sleep(2)
+
+
+def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
+    home_a, home_b = tmp_path / "A", tmp_path / "B"
+    made = subprocess.run([sys.executable, "-m", "crm_pipeline.cli", "demo-data", "--home", str(home_a),
+                           "--customers", str(CUSTOMERS), "--until", D2.isoformat()],
+                          env=_clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    home_b.mkdir()
+    shutil.copy2(home_a / "source.sqlite", home_b / "source.sqlite")
+
+    env_b = _stack_env(home_b)
+    meta_db = home_b / "airflow" / "airflow.db"
+    airflow_bin = str(Path(sys.executable).parent / "airflow")
+    crm_log, stack_log = tmp_path / "crm-backfill.log", tmp_path / "standalone.log"
+    crm_proc = stack = None
+    started = time.monotonic()
+    try:
+        # A and B use separate state folders, so they may run side by side (saves ~1.5 min)
+        crm_proc = _start([sys.executable, "-m", "crm_pipeline.cli", "backfill", "--from", D1.isoformat(),
+                           "--to", D2.isoformat(), "--home", str(home_a)], _clean_env(), crm_log)
+        stack = _start([airflow_bin, "standalone"], env_b, stack_log)
+
+        def dag_parsed():
+            errors = _meta(meta_db, "select filename, stacktrace from import_error")
+            assert not errors, f"the DAG does not import: {errors}"
+            return _meta(meta_db, "select 1 from serialized_dag s join dag d on d.dag_id = s.dag_id "
+                                  "where s.dag_id = ? and not d.is_paused", (DAG_ID,))
+
+        _wait(f"the DAG {DAG_ID} to be parsed by the stack in B", dag_parsed, DAG_PARSE_TIMEOUT,
+              [(stack, stack_log)])
+
+        created = subprocess.run(
+            [airflow_bin, "backfill", "create", "--dag-id", DAG_ID, "--from-date", D1.isoformat(),
+             "--to-date", D2.isoformat(), "--reprocess-behavior", "completed", "--max-active-runs", "1"],
+            env=env_b, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert created.returncode == 0, created.stdout + created.stderr
+
+        runs = _meta(meta_db, "select run_id, date(logical_date), date(data_interval_start), "
+                              "date(data_interval_end) from dag_run where dag_id = ? and run_type = 'backfill' "
+                              "order by logical_date", (DAG_ID,))
+        assert [r[1:] for r in runs] == [
+            (d.isoformat(), d.isoformat(), (d + timedelta(days=1)).isoformat()) for d in (D1, D2)
+        ], runs
+        assert _meta(meta_db, "select max_active_runs from backfill") == [(1,)]
+        assert _meta(meta_db, "select count(*) from dag_run where run_type != 'backfill'") == [(0,)]
+
+        try:
+            crm_rc = crm_proc.wait(CRM_BACKFILL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"crm backfill did not finish in {CRM_BACKFILL_TIMEOUT} s:\n{_tail(crm_log)}")
+        crm_out = crm_log.read_text(errors="replace")
+        assert crm_rc == 0, crm_out
+        assert f"{D1}: success" in crm_out and f"{D2}: success" in crm_out, crm_out
+        assert crm_out.index(f"{D1}: success") < crm_out.index(f"{D2}: success")
+
+        def backfill_done():
+            states = _meta(meta_db, "select run_id, state from dag_run where dag_id = ? and run_type = 'backfill'",
+                           (DAG_ID,))
+            return states if len(states) == 2 and all(s in ("success", "failed") for _, s in states) else None
+
+        states = _wait("the two backfill runs in B to finish", backfill_done,
+                       BACKFILL_TIMEOUT - (time.monotonic() - started), [(stack, stack_log)])
+        failed_tasks = _meta(meta_db, "select run_id, task_id, state from task_instance where dag_id = ? "
+                                      "and state not in ('success', 'skipped')", (DAG_ID,))
+        assert all(s == "success" for _, s in states), f"{states}; tasks: {failed_tasks}\n{_tail(stack_log)}"
+        # the scheduler ran them one after the other, D1 first
+        spans = _meta(meta_db, "select date(logical_date), start_date, end_date from dag_run "
+                               "where run_type = 'backfill' order by logical_date")
+        assert spans[0][2] <= spans[1][1], spans
+        assert _meta(meta_db, "select count(*) from dag_run where run_type != 'backfill'") == [(0,)]
+    finally:
+        stop_started = time.monotonic()
+        escalated = _stop(stack, 60, spare_leader=True)
+        print(f"stack stopped in {time.monotonic() - stop_started:.1f} s; escalated: {escalated}")
+        _stop(crm_proc, 30)
+    assert not _group_members(stack.pid), "processes of the Airflow stack are still running"
+
+    wh_a = f"duckdb:///{home_a / 'warehouse.duckdb'}"
+    wh_b = f"duckdb:///{home_b / 'warehouse.duckdb'}"
+    for table in HISTORY_TABLES:
+        for day in (D1, D2):
+            where = f"where as_of = '{day}'"
+            a, b = table_checksum(wh_a, table, where), table_checksum(wh_b, table, where)
+            assert a == b, f"published.{table} as_of {day}: crm backfill {a} != Airflow backfill {b}"
+    assert table_checksum(wh_a, "customer_segment_history", f"where as_of = '{D1}'")[0] > 0
+    assert table_checksum(wh_b, "customer_segment_history", f"where as_of not in ('{D1}', '{D2}')")[0] == 0
+    # nothing else differs either: both end with D2 in the current tables
+    assert published_checksum_url(wh_a) == published_checksum_url(wh_b)
