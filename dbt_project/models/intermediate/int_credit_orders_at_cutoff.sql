@@ -20,10 +20,7 @@ final as (
         latest.status,
         latest.status in ('placed', 'shipped', 'returned') as is_purchase,
         latest.status in ('placed', 'shipped') as is_invoiced,
-        cast(latest.gross_amount * fx.rate_to_reporting as decimal(18, 2)) as gross_amount,
-        cast(latest.cost_amount * fx.rate_to_reporting as decimal(18, 2)) as cost_amount,
-        cast(coalesce(latest.paid_amount, 0) * fx.rate_to_reporting as decimal(18, 2)) as paid_amount,
-        cast(coalesce(latest.written_off_amount, 0) * fx.rate_to_reporting as decimal(18, 2)) as written_off_amount,
+        {{ order_amounts_in_reporting_currency('latest', 'fx') }},
         latest.product_category,
         latest.invoice_due_date,
         latest.paid_at
