@@ -58,6 +58,7 @@ from pathlib import Path
 
 import pytest
 
+from crm_pipeline.airflow_local import sqlite_metadata_env
 from helpers import published_checksum_url, table_checksum
 
 pytestmark = pytest.mark.slow
@@ -101,7 +102,7 @@ def _stack_env(home: Path) -> dict[str, str]:
     return {
         **_clean_env(),
         "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        **sqlite_metadata_env(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

@@ -82,3 +82,38 @@ def test_as_of_is_the_day_the_interval_covers():
 
     assert as_of_from_interval(datetime(2026, 7, 1, tzinfo=timezone.utc)) == date(2026, 6, 30)
     assert as_of_from_interval(datetime(2026, 1, 1)) == date(2025, 12, 31)
+
+
+def test_airflow_cli_waits_for_a_locked_sqlite_metadata_db(tmp_path):
+    """Another writer holding the SQLite metadata DB for 20 s (well over pysqlite's default
+    5 s busy timeout) delays an Airflow CLI write instead of failing it with
+    "database is locked" (what ``airflow backfill create`` hit next to a busy scheduler)."""
+    import sqlite3
+    import time
+
+    from crm_pipeline.airflow_local import sqlite_metadata_env
+
+    airflow_home = tmp_path / "airflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({"AIRFLOW_HOME": str(airflow_home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "no-dags"), **sqlite_metadata_env(airflow_home)})
+    airflow = str(Path(sys.executable).parent / "airflow")
+    migrated = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+
+    holder = sqlite3.connect(airflow_home / "airflow.db", isolation_level=None)
+    holder.execute("begin immediate")  # the write lock, until commit
+    started = time.monotonic()
+    writer = subprocess.Popen([airflow, "variables", "set", "crm_lock_probe", "42"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(20)
+        assert writer.poll() is None, "the CLI finished while the lock was held"
+    finally:
+        holder.execute("commit")
+        holder.close()
+    out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, (out + err)[-3000:]
+    assert time.monotonic() - started >= 20
+    with sqlite3.connect(airflow_home / "airflow.db") as con:
+        assert con.execute("select count(*) from variable where key = 'crm_lock_probe'").fetchall() == [(1,)]

@@ -19,6 +19,23 @@ from crm_pipeline.settings import DAGS_DIR, SOURCE_CONN_ID, WAREHOUSE_CONN_ID
 
 DAG_ID = "crm_nightly"
 
+#: SQLite metadata DB: wait up to a minute for a lock instead of pysqlite's 5 s. With the
+#: scheduler, dag-processor, api-server and a CLI command (``airflow backfill create``) all
+#: writing one SQLite file on a busy machine, 5 s ran out and the CLI failed with
+#: "database is locked". Airflow reads these through ``[database] sql_alchemy_connect_args``
+#: (and ``..._async``); it adds its own keys to the dict it gets, hence two dicts.
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+SQLITE_CONNECT_ARGS_ASYNC = {"timeout": 60}
+
+
+def sqlite_metadata_env(airflow_home: Path) -> dict[str, str]:
+    """The Airflow settings for a SQLite metadata DB in ``airflow_home``."""
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": f"{__name__}.SQLITE_CONNECT_ARGS_ASYNC",
+    }
+
 
 def configure(home: Path, source_url: str | None, warehouse_url: str | None) -> None:
     """Point Airflow, cosmos and the pipeline at ``home`` (call before importing Airflow)."""
@@ -29,7 +46,7 @@ def configure(home: Path, source_url: str | None, warehouse_url: str | None) -> 
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        **sqlite_metadata_env(airflow_home),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
         "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
