@@ -2,6 +2,11 @@
 
     uv run python benchmarks/bench_extract.py --orders 1000000
     uv run python benchmarks/bench_extract.py --orders 200000 --warehouses duckdb
+    uv run python benchmarks/bench_extract.py --orders 300000,3000000 --modes extract
+
+With several sizes it also checks that extraction memory does not grow with the table:
+the peak RSS at the largest size may exceed the one at the smallest by at most
+``--max-memory-growth`` (25%); it exits 1 otherwise.
 
 Builds (or reuses, with --reuse) a PostgreSQL source database: the demo generator makes
 the schema and a few hundred customers, then one ``generate_series`` INSERT adds N orders
@@ -40,22 +45,10 @@ def _url(dbname: str) -> str:
     return ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
 
 
-def _admin():
-    import psycopg2
-
-    con = psycopg2.connect(ADMIN_URL)
-    con.autocommit = True
-    return con
-
-
 def _recreate(dbname: str) -> None:
-    con = _admin()
-    with con.cursor() as cur:
-        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s "
-                    "and pid <> pg_backend_pid()", (dbname,))
-        cur.execute(f"drop database if exists {dbname}")
-        cur.execute(f"create database {dbname}")
-    con.close()
+    from crm_pipeline.bench import _recreate_database
+
+    _recreate_database(ADMIN_URL, dbname)
 
 
 def build_source(orders: int) -> float:
@@ -155,13 +148,45 @@ def run_one(mode: str, reader: str, warehouse: str, chunk_rows: int) -> dict:
             "reader_used": stats.reader}
 
 
+def _measure(console, plan, chunk_rows: int, orders: int, duckdb_memory: str | None) -> list[dict]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if duckdb_memory:
+        env["CRM_DUCKDB_MEMORY_LIMIT"] = env["CRM_EXTRACT_DUCKDB_MEMORY"] = duckdb_memory
+    out = []
+    for mode, reader, wh in plan:
+        with console.status(f"{orders:,} orders: {mode} {reader} → {wh} …"):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", mode, reader, wh, "--chunk-rows", str(chunk_rows)],
+                capture_output=True, text=True, env=env,
+            )
+        row = {"orders": orders, "mode": mode, "reader": reader, "warehouse": wh}
+        if proc.returncode != 0:
+            row["error"] = (proc.stderr.strip().splitlines() or ["?"])[-1][:60]
+        else:
+            row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+            console.print(f"{orders:>10,} {mode:8} {reader:11} {wh:9} {row['seconds']:8.2f}s  "
+                          f"peak RSS {row['peak_rss_mb']:,.0f} MB")
+        out.append(row)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--orders", type=int, default=1_000_000, help="orders in the source (default 1,000,000)")
+    p.add_argument("--orders", default="1000000",
+                   help="orders in the source; several sizes separated by commas (e.g. 300000,3000000) "
+                        "also print how peak memory grows with the table (default 1000000)")
     p.add_argument("--chunk-rows", type=int, default=50_000)
     p.add_argument("--readers", default=",".join(READERS))
     p.add_argument("--warehouses", default="duckdb,postgres")
     p.add_argument("--modes", default="read,extract")
+    p.add_argument("--max-memory-growth", type=float, default=0.25,
+                   help="with several sizes: the largest peak RSS may exceed the smallest by at most "
+                        "this fraction (default 0.25); the script exits 1 when it does")
+    p.add_argument("--duckdb-memory-limit", default=None, metavar="SIZE",
+                   help="DuckDB memory_limit of the warehouse and of the postgres-scanner reader "
+                        "(CRM_DUCKDB_MEMORY_LIMIT; default: the pipeline's, 512MB). DuckDB caches "
+                        "table blocks up to this cap, so a DuckDB warehouse's peak RSS rises with the "
+                        "table until the cache is full and stays there; compare sizes above the cap.")
     p.add_argument("--reuse", action="store_true", help="reuse the source built by a previous run")
     p.add_argument("--one", nargs=3, metavar=("MODE", "READER", "WAREHOUSE"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -174,38 +199,57 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=170)
-    if not args.reuse:
-        with console.status(f"building a PostgreSQL source with {args.orders:,} orders …"):
-            built = build_source(args.orders)
-        console.print(f"source {SOURCE_DB}: {args.orders:,} orders in {built:.1f}s")
-    table = Table(title=f"extract orders: {args.orders:,} rows, chunks of {args.chunk_rows:,}")
-    for col in ("mode", "reader", "warehouse", "seconds", "rows/s", "peak RSS MB", "RSS before MB", "notes"):
-        table.add_column(col, justify="right" if col not in ("mode", "reader", "warehouse", "notes") else "left")
+    sizes = [int(x.replace("_", "")) for x in str(args.orders).split(",") if x.strip()]
     plan = []
     for mode in args.modes.split(","):
         for reader in args.readers.split(","):
             for wh in (args.warehouses.split(",") if mode == "extract" else ["-"]):
                 plan.append((mode, reader, wh))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    for mode, reader, wh in plan:
-        with console.status(f"{mode} {reader} → {wh} …"):
-            proc = subprocess.run(
-                [sys.executable, __file__, "--one", mode, reader, wh, "--chunk-rows", str(args.chunk_rows)],
-                capture_output=True, text=True, env=env,
-            )
-        if proc.returncode != 0:
-            table.add_row(mode, reader, wh, "-", "-", "-", "-", "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:60])
+    rows: list[dict] = []
+    for orders in sizes:
+        if not args.reuse:
+            with console.status(f"building a PostgreSQL source with {orders:,} orders …"):
+                built = build_source(orders)
+            console.print(f"source {SOURCE_DB}: {orders:,} orders in {built:.1f}s")
+        rows += _measure(console, plan, args.chunk_rows, orders, args.duckdb_memory_limit)
+
+    cap = args.duckdb_memory_limit or os.environ.get("CRM_DUCKDB_MEMORY_LIMIT") or "512MB (default)"
+    table = Table(title=f"extract orders, chunks of {args.chunk_rows:,}, DuckDB memory_limit {cap}")
+    for col in ("orders", "mode", "reader", "warehouse", "seconds", "rows/s", "peak RSS MB", "RSS before MB", "notes"):
+        table.add_column(col, justify="left" if col in ("mode", "reader", "warehouse", "notes") else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(f"{r['orders']:,}", r["mode"], r["reader"], r["warehouse"], "-", "-", "-", "-",
+                          "failed: " + r["error"])
             continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
         notes = ""
-        if mode == "extract":
+        if r["mode"] == "extract":
             notes = f"staged {r['staged']:,}, quarantined {r['quarantined']:,}, in raw {r['landed']:,}"
-            if r["reader_used"] != reader:
+            if r["reader_used"] != r["reader"]:
                 notes += f" (fell back to {r['reader_used']})"
-        table.add_row(mode, reader, wh, f"{r['seconds']:.2f}", f"{r['rows'] / r['seconds']:,.0f}",
-                      f"{r['peak_rss_mb']:,.0f}", f"{r['base_rss_mb']:,.0f}", notes)
-        console.print(f"{mode:8} {reader:11} {wh:9} {r['seconds']:8.2f}s  peak RSS {r['peak_rss_mb']:,.0f} MB")
+        table.add_row(f"{r['orders']:,}", r["mode"], r["reader"], r["warehouse"], f"{r['seconds']:.2f}",
+                      f"{r['rows'] / r['seconds']:,.0f}", f"{r['peak_rss_mb']:,.0f}", f"{r['base_rss_mb']:,.0f}", notes)
     console.print(table)
+
+    failed = any("error" in r for r in rows)
+    if len(sizes) > 1:
+        growth = Table(title=f"peak memory, {min(sizes):,} → {max(sizes):,} orders "
+                             f"(limit +{args.max_memory_growth:.0%})")
+        for col in ("mode", "reader", "warehouse", "peak RSS small MB", "peak RSS large MB", "growth", "verdict"):
+            growth.add_column(col, justify="left" if col in ("mode", "reader", "warehouse", "verdict") else "right")
+        for mode, reader, wh in plan:
+            pair = {r["orders"]: r for r in rows if (r["mode"], r["reader"], r["warehouse"]) == (mode, reader, wh)
+                    and "error" not in r}
+            if min(sizes) not in pair or max(sizes) not in pair:
+                continue
+            small, large = pair[min(sizes)]["peak_rss_mb"], pair[max(sizes)]["peak_rss_mb"]
+            ratio = large / small - 1.0
+            ok = ratio <= args.max_memory_growth
+            failed |= not ok
+            growth.add_row(mode, reader, wh, f"{small:,.0f}", f"{large:,.0f}", f"{ratio:+.0%}",
+                           "flat" if ok else "GROWS")
+        console.print(growth)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -243,6 +243,42 @@ def test_failure_after_the_first_chunk_leaves_no_row_and_the_retry_lands_each_ro
             assert total == distinct, e.name  # each row exactly once
         assert stats["customers"].rows_staged == 0
         assert stats["customers"].rows_duplicate == stats["customers"].rows_extracted
+        assert not [t for s in ("raw", "quarantine") for t in wh.tables(s) if t.startswith(ex.LANDING_PREFIX)]
+
+
+def test_failure_after_landing_before_the_move_leaves_raw_untouched(source, tmp_path, monkeypatch):
+    """Every chunk is landed and committed, gate 1 passed, then the run dies before the
+    move: raw, quarantine and ops hold nothing of the batch and no landing table is left."""
+    url = f"sqlite:///{source}"
+    monkeypatch.setenv("CRM_FAULT_INJECT", "extract:before_commit:orders")
+    monkeypatch.setenv("CRM_FAULT_MARKER", str(tmp_path / "fault.fired"))
+    n_orders = src_count(source, "select count(*) from orders")
+    with wh_at(tmp_path / "wh.duckdb") as wh:
+        with pytest.raises(ex.SourceError, match="before_commit"):
+            ex.extract_all(wh, url, as_of=D1, run_id="r1", chunk_rows=40)
+        assert wh.scalar("select count(*) from raw.orders") == 0
+        assert wh.scalar("select count(*) from ops.extract_batches where entity = 'orders'") == 0
+        assert not [t for s in ("raw", "quarantine") for t in wh.tables(s) if t.startswith(ex.LANDING_PREFIX)]
+        stats = {s.entity: s for s in ex.extract_all(wh, url, as_of=D1, run_id="r1", chunk_rows=40)}
+        assert wh.scalar("select count(*) from raw.orders") + stats["orders"].rows_quarantined == n_orders
+
+
+def test_landing_tables_of_a_killed_attempt_are_dropped_and_never_reach_raw(source, tmp_path):
+    """A killed process cannot clean up: its landing tables (with committed chunks) stay
+    behind. The next attempt drops them; their rows never count in raw."""
+    url = f"sqlite:///{source}"
+    n_orders = src_count(source, "select count(*) from orders")
+    with wh_at(tmp_path / "wh.duckdb") as wh:
+        ex.ensure_tables(wh)
+        stray = f"{ex.LANDING_PREFIX}orders_deadbeef"
+        wh.execute(f"create table raw.{stray} as select * from raw.orders where 1 = 0")
+        wh.execute(f"insert into raw.{stray} (order_id, customer_id, _batch_id) values (1, 1, 'orders-x-deadbeef')")
+        wh.execute(f"create table quarantine.{stray} as select * from quarantine.orders where 1 = 0")
+        stats = {s.entity: s for s in ex.extract_all(wh, url, as_of=D1, run_id="r1", chunk_rows=40)}
+        assert not [t for s in ("raw", "quarantine") for t in wh.tables(s) if t.startswith(ex.LANDING_PREFIX)]
+        assert wh.scalar("select count(*) from raw.orders where _batch_id = 'orders-x-deadbeef'") == 0
+        total, distinct = wh.query("select count(*), count(distinct order_id) from raw.orders")[0]
+        assert total == distinct == n_orders - stats["orders"].rows_quarantined
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,6 +398,7 @@ def test_a_failing_fast_reader_falls_back_without_duplicates(three_sources, tmp_
             yield chunk
 
     monkeypatch.setitem(ex._READ, "duckdb", flaky)
+    monkeypatch.setattr(ex, "pushdown_possible", lambda *a, **k: False)  # the chunked readers' chain
     with wh_at(tmp_path / "wh.duckdb") as wh:
         stats = ex.extract_all(wh, three_sources["postgresql"], as_of=D1, run_id="r", chunk_rows=25)
         by = {s.entity: s for s in stats}
@@ -370,3 +407,44 @@ def test_a_failing_fast_reader_falls_back_without_duplicates(three_sources, tmp_
             total, distinct = wh.query(f"select count(*), count(distinct {e.key}) from raw.{e.name}")[0]
             assert total == distinct
             assert total + by[e.name].rows_quarantined == by[e.name].rows_extracted
+
+
+@pytest.mark.postgres
+def test_a_failing_sql_extraction_falls_back_to_chunks_without_duplicates(three_sources, tmp_path, monkeypatch):
+    """The warehouse-side extraction breaks after its scan (a DuckDB error): the batch is
+    rolled back and read again in chunks; every row lands once."""
+    real = ex.row_hash_sql
+
+    def broken(entity, types):
+        return real(entity, types) if entity.name != "orders" else "md5(no_such_column)"
+
+    monkeypatch.setattr(ex, "row_hash_sql", broken)
+    with wh_at(tmp_path / "wh.duckdb") as wh:
+        stats = ex.extract_all(wh, three_sources["postgresql"], as_of=D1, run_id="r")
+        by = {s.entity: s for s in stats}
+        assert by["customers"].reader == "pushdown"
+        assert by["orders"].reader in ("duckdb", "connectorx", "sqlalchemy")
+        assert not [t for s in ("raw", "quarantine") for t in wh.tables(s) if t.startswith(ex.LANDING_PREFIX)]
+        for e in ENTITIES:
+            total, distinct = wh.query(f"select count(*), count(distinct {e.key}) from raw.{e.name}")[0]
+            assert total == distinct
+            assert total + by[e.name].rows_quarantined == by[e.name].rows_extracted
+
+
+def test_extraction_caps_duckdb_memory_only_while_it_runs(source, tmp_path, monkeypatch):
+    """memory_limit belongs to the DuckDB instance that dbt's connection shares in the same
+    process: extraction sets CRM_DUCKDB_MEMORY_LIMIT for itself and puts the old value back."""
+    monkeypatch.setenv("CRM_DUCKDB_MEMORY_LIMIT", "300MB")
+    seen = []
+    real = ex._extract_entity
+
+    def spy(wh, *args, **kwargs):
+        seen.append(wh.scalar("select current_setting('memory_limit')"))
+        return real(wh, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "_extract_entity", spy)
+    with wh_at(tmp_path / "wh.duckdb") as wh:
+        before = wh.scalar("select current_setting('memory_limit')")  # DuckDB's default
+        ex.extract_all(wh, f"sqlite:///{source}", as_of=D1, run_id="r1")
+        assert wh.scalar("select current_setting('memory_limit')") == before
+    assert seen and set(seen) == {"286.1 MiB"}  # 300 MB = 300,000,000 bytes = 286.1 MiB

@@ -104,6 +104,13 @@ def demo_data(
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Random seed (same seed, same data)."),
     until: Optional[str] = typer.Option(None, "--until", help="Bring the source to the end of this day (default: yesterday)."),
     source: Optional[str] = typer.Option(None, "--source", help="SQLAlchemy URL of the source (default: DIR/source.sqlite)."),
+    scale: Optional[str] = typer.Option(
+        None, "--scale",
+        help="Fill a PostgreSQL --source at benchmark scale inside the database: S (100k customers, "
+             "2M orders), L (1M, 20M) or CUSTOMERSxORDERS. A source already filled at this scale is "
+             "advanced day by day to --until instead."),
+    history_factor: int = typer.Option(1, "--history-factor", min=1,
+                                       help="With --scale: N times the history (days and orders)."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Create or advance the deterministic demo source database."""
@@ -112,6 +119,9 @@ def demo_data(
     home_dir = _home(home)
     home_dir.mkdir(parents=True, exist_ok=True)
     until_d = _parse_date(until, "--until") or _yesterday()
+    if scale is not None:
+        _demo_data_at_scale(scale, source, until_d, history_factor)
+        return
     url = source or _demo_url(home_dir)
     try:
         result = demo.advance_source(url, until_d, customers=customers, seed=seed, progress=True)
@@ -125,6 +135,29 @@ def demo_data(
         table.add_row(name, f"{result.rows_changed.get(name, 0):,}", f"{total:,}")
     console.print(table)
     console.print(f"source: {url}")
+
+
+def _demo_data_at_scale(scale_name: str, source: Optional[str], until_d: date, history_factor: int) -> None:
+    from crm_pipeline import scale
+    from crm_pipeline.warehouse import redact
+
+    if not source:
+        raise UserError("--scale needs --source postgresql://...", "the scaled source is generated inside PostgreSQL")
+    try:
+        customers, orders = scale.parse_scale(scale_name)
+        with console.status(f"generating {customers:,} customers / {orders * history_factor:,} orders "
+                            f"inside the source …"):
+            result = scale.ensure(source, customers=customers, orders=orders, until=until_d,
+                                  history_factor=history_factor)
+    except ValueError as exc:
+        raise UserError(str(exc), "see `crm demo-data --help`") from None
+    table = Table(title=f"scaled source at end of {result.applied_until} ({result.action} in {result.seconds:.1f}s)")
+    table.add_column("entity")
+    table.add_column("rows", justify="right")
+    for name, total in result.rows.items():
+        table.add_row(name, f"{total:,}")
+    console.print(table)
+    console.print(f"source: {redact(source)}")
 
 
 # -- run -----------------------------------------------------------------------------
@@ -352,6 +385,59 @@ def backfill(
     console.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("bench")
+@_guard
+def bench(
+    scale: str = typer.Option(..., "--scale", help="S (100k customers, 2M orders), L (1M, 20M) or CUSTOMERSxORDERS."),
+    source: Optional[str] = typer.Option(
+        None, "--source", envvar="CRM_BENCH_SOURCE",
+        help="PostgreSQL URL; the benchmark fills the databases <db>_h1 and <db>_h2 on that server."),
+    warehouse: Optional[list[str]] = typer.Option(
+        None, "--warehouse",
+        help="duckdb, postgres (a database <db>_warehouse_hN on the source's server) or a postgresql:// URL "
+             "(the benchmark uses <db>_h1/<db>_h2 next to it); repeat for several (default: duckdb and postgres)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
+    home: Optional[Path] = typer.Option(None, "--home", help="Folder for the runs' state (default ./.crm/bench)."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help=f"Day of the full load (default {date(2025, 6, 30)})."),
+    skip_naive: bool = typer.Option(False, "--skip-naive", help="Skip the slow pandas read_sql reference reader."),
+    skip_reference: bool = typer.Option(False, "--skip-reference", help="Skip all reference readers."),
+    phases: str = typer.Option("full,increment,full_2x,increment_2x", "--phases",
+                               help="Which phases to run (comma-separated)."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Run the real DAG at scale (full load, one nightly increment, the same on twice the
+    history) and print seconds, rows/s and peak RSS per stage, the reference readers and
+    the targets."""
+    import json as _json
+
+    from crm_pipeline import bench as b
+
+    if not source:
+        raise UserError("crm bench needs a PostgreSQL server for its source",
+                        "pass --source postgresql://user@host:5432/crm_bench (or set CRM_BENCH_SOURCE)")
+    as_of_d = _parse_date(as_of, "--as-of") or b.DEFAULT_AS_OF
+    chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in b.PHASES]
+    if unknown or not chosen:
+        raise UserError(f"--phases {phases!r}: unknown {', '.join(unknown) or 'empty'}",
+                        f"choose from {', '.join(b.PHASES)}")
+    bench_home = (home or _home(None) / "bench").resolve()
+    try:
+        with console.status("benchmark …") as status:
+            result = b.run_bench(scale, source, list(warehouse or ["duckdb", "postgres"]), bench_home, as_of=as_of_d,
+                                 skip_naive=skip_naive, skip_reference=skip_reference, phases=chosen,
+                                 on_event=lambda text: (status.update(text), console.log(text)))
+    except ValueError as exc:
+        raise UserError(str(exc), "see `crm bench --help`") from None
+    b.render(result, console)
+    if json_file:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(_json.dumps(result.as_dict(), indent=2, default=str) + "\n")
+        console.print(f"figures: {json_file}")
+    if any(not r.ok for r in result.runs):
+        raise UserError("a benchmark run failed", f"see the run logs under {bench_home}")
 
 
 @app.command("status")

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from crm_pipeline.contract import ENTITIES, Entity
+from crm_pipeline.warehouse import ident
 
 if TYPE_CHECKING:  # pragma: no cover
     from crm_pipeline.warehouse import Warehouse
@@ -837,6 +838,105 @@ def gate1_rows(
         raise GateError(f"{entity.name}: gate 1 lost rows ({len(good)} good + {len(quarantined)} "
                         f"quarantined != {n})")
     return Gate1Result(good=good, quarantined=quarantined, checks=checks)
+
+
+# ---------------------------------------------------------------------------------------
+# gate 1 in SQL: the suite compiled to one "suspect" predicate
+# ---------------------------------------------------------------------------------------
+class CannotCompile(GateError):
+    """The suite holds a rule with no SQL form; extraction uses the chunked path."""
+
+
+def _sql_literal(value: Any, logical: str | None) -> str:
+    if isinstance(value, pd.Timestamp):
+        if logical == "date":
+            return f"date '{value.date().isoformat()}'"
+        return f"timestamp '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise CannotCompile(f"no SQL literal for {value!r}")
+
+
+def gate1_suspect_sql(entity: Entity, *, as_of: date, known_customers_sql: str | None,
+                      key_is_unique: bool) -> str:
+    """A SQL predicate over the batch's columns that is true for every row gate 1 could
+    quarantine or change (``expectations/raw_<entity>.json`` compiled rule by rule, plus
+    text with control characters or empty strings, which the pandas pre-checks treat).
+
+    It is a filter, not the verdict: rows it flags go through ``gate1_rows`` (GX and the
+    pandas pre-checks) for the exact rule and reason; the rest are good as they are. The
+    predicate is conservative: any rule it cannot express raises ``CannotCompile``.
+    ``known_customers_sql`` is a subquery of the customer ids that exist (None: the
+    foreign-key rule does not apply, as for the customers themselves); with
+    ``key_is_unique`` the batch holds each key once, so no compound key repeats."""
+    spec = _raw_suite(entity)
+    col = ident
+    terms: list[str] = []
+    for pre in spec.get("pre_checks", []):
+        check = pre.get("check")
+        if check == "parse":
+            continue  # the caller reads typed columns only (source types checked up front)
+        if check == "clean_control_characters":
+            for c, logical in entity.columns.items():
+                if logical == "text":
+                    terms.append(f"regexp_matches({col(c)}, '{_CONTROL_RE}')")
+                    terms.append(f"{col(c)} = ''")
+            continue
+        raise CannotCompile(f"pre_check {check!r} has no SQL form")
+    for exp in spec.get("expectations", []):
+        etype = exp["type"]
+        kw = dict(exp.get("kwargs") or {})
+        c = kw.get("column")
+        logical = entity.columns.get(c) if c else None
+        if etype == "expect_column_values_to_not_be_null":
+            terms.append(f"{col(c)} is null")
+        elif etype == "expect_column_values_to_be_in_set":
+            values = kw.get("value_set")
+            if values == "$known_customer_ids":
+                if known_customers_sql is not None:
+                    terms.append(f"({col(c)} is not null and {col(c)} not in ({known_customers_sql}))")
+                continue
+            if not isinstance(values, list) or not values:
+                raise CannotCompile(f"{etype} on {c}: value_set {values!r}")
+            items = ", ".join(_sql_literal(v, logical) for v in values)
+            terms.append(f"({col(c)} is not null and {col(c)} not in ({items}))")
+        elif etype == "expect_column_values_to_be_between":
+            parts = []
+            if kw.get("min_value") is not None:
+                lo = _resolve_bound(kw["min_value"], logical, as_of)
+                parts.append(f"{col(c)} {'<=' if kw.get('strict_min') else '<'} {_sql_literal(lo, logical)}")
+            if kw.get("max_value") is not None:
+                hi = _resolve_bound(kw["max_value"], logical, as_of)
+                parts.append(f"{col(c)} {'>=' if kw.get('strict_max') else '>'} {_sql_literal(hi, logical)}")
+            if parts:
+                terms.append(f"({col(c)} is not null and ({' or '.join(parts)}))")
+        elif etype == "expect_column_value_lengths_to_be_between":
+            parts = []
+            if kw.get("min_value") is not None:
+                parts.append(f"length({col(c)}) < {int(kw['min_value'])}")
+            if kw.get("max_value") is not None:
+                parts.append(f"length({col(c)}) > {int(kw['max_value'])}")
+            if parts:
+                terms.append(f"({col(c)} is not null and ({' or '.join(parts)}))")
+        elif etype == "expect_column_pair_values_a_to_be_greater_than_b":
+            a, b = col(kw["column_A"]), col(kw["column_B"])
+            op = "<" if kw.get("or_equal") else "<="
+            terms.append(f"({a} is not null and {b} is not null and {a} {op} {b})")
+        elif etype in ("expect_compound_columns_to_be_unique", "expect_select_column_values_to_be_unique_within_record"):
+            cols = kw.get("column_list") or []
+            if key_is_unique and entity.key in cols:
+                continue
+            part = ", ".join(col(x) for x in cols)
+            terms.append(f"(count(*) over (partition by {part}) > 1)")
+        else:
+            raise CannotCompile(f"expectation {etype} has no SQL form")
+    # a null inside a term means "this rule does not apply", never "unknown": a row is a
+    # suspect or it is not, so no row can fall between the two sides of the split
+    return " or ".join(f"coalesce({t}, false)" for t in terms) if terms else "false"
 
 
 def _final_types(entity: Entity, good: pd.DataFrame) -> pd.DataFrame:

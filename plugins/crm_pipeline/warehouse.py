@@ -8,6 +8,7 @@ staging, intermediate, audit and config.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,22 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's ``memory_limit`` while extraction writes a DuckDB warehouse
+    (``CRM_DUCKDB_MEMORY_LIMIT``, default 512MB): DuckDB caches and spills within it, so
+    the process's memory does not grow with the size of the tables it reads and writes.
+    Only extraction sets it (``Warehouse.memory_limit``), and it restores the previous
+    value: the setting belongs to the database instance, which dbt's connection in the
+    same process shares, and the marts' joins need more."""
+    value = os.environ.get("CRM_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, flags=re.IGNORECASE):
+        raise ValueError(f"CRM_DUCKDB_MEMORY_LIMIT={value!r}: use a size such as 512MB or 2GB")
+    return value
+
+
 class Warehouse:
     """A connection to the warehouse with the few operations the pipeline needs."""
 
@@ -138,6 +155,25 @@ class Warehouse:
             self._in_tx = False
             if self.kind == "postgres":
                 self._con.autocommit = True
+
+    @contextlib.contextmanager
+    def memory_limit(self, value: str | None = None) -> Iterator["Warehouse"]:
+        """DuckDB only: ``memory_limit`` set to ``value`` (default ``duckdb_memory_limit()``)
+        for the block, then put back."""
+        if self.kind != "duckdb":
+            yield self
+            return
+        previous = self.scalar("select current_setting('memory_limit')")
+        self.execute(f"set memory_limit = '{value or duckdb_memory_limit()}'")
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(Exception):
+                # the setting reads back rounded ("18.8 GiB"): the default comes back
+                # exactly with RESET, any other value as close as its text allows
+                self.execute("reset memory_limit")
+                if self.scalar("select current_setting('memory_limit')") != previous:
+                    self.execute(f"set memory_limit = '{previous}'")
 
     # -- statements ----------------------------------------------------------------
     def execute(self, sql: str, params: tuple | list | None = None) -> None:

@@ -17,12 +17,25 @@
 --                          period; for the current period the same number of elapsed days)
 --   revenue_lost_churned = net revenue of the churned customers in the A days before
 --                          period_start (their trailing-12-month revenue that walks away)
+{%- set active_days = var('retention_active_days') | int %}
+{#- The period × order join is an equi-join on the order's calendar month, then the exact
+    date conditions: each period lists the calendar months its window spans (at most
+    max(active_days, one quarter) + one quarter), so the work grows with the orders, not
+    with orders × periods as the inequality join it replaces did. -#}
+{%- set max_months = (([active_days, 92] | max) + 92) // 28 + 2 %}
 with periods as (
-    select * from {{ ref('int_churn_retention_periods') }}
+    select
+        *,
+        least(prior_period_start, {{ crm_add_days('period_start', -active_days) }}) as window_start
+    from {{ ref('int_churn_retention_periods') }}
 ),
 
 orders as (
-    select * from {{ ref('int_orders') }}
+    select
+        *,
+        cast(extract(year from order_date) as integer) * 12 + cast(extract(month from order_date) as integer)
+            as order_month
+    from {{ ref('int_orders') }}
     where is_purchase
 ),
 
@@ -32,17 +45,36 @@ first_orders as (
     group by customer_id
 ),
 
+month_offsets as (
+    {%- for n in range(max_months) %}
+    select {{ n }} as n{{ ' union all' if not loop.last }}
+    {%- endfor %}
+),
+
+period_months as (
+    select
+        periods.*,
+        cast(extract(year from periods.window_start) as integer) * 12
+            + cast(extract(month from periods.window_start) as integer) + month_offsets.n as order_month
+    from periods
+    cross join month_offsets
+    where cast(extract(year from periods.window_start) as integer) * 12
+            + cast(extract(month from periods.window_start) as integer) + month_offsets.n
+        <= cast(extract(year from periods.measured_through) as integer) * 12
+            + cast(extract(month from periods.measured_through) as integer)
+),
+
 customer_periods as (
     select
         periods.period_type,
         periods.period_start,
         orders.customer_id,
         max(case
-            when orders.order_date >= {{ crm_add_days('periods.period_start', -(var('retention_active_days') | int)) }}
+            when orders.order_date >= {{ crm_add_days('periods.period_start', -active_days) }}
              and orders.order_date < periods.period_start then 1 else 0
         end) as active_at_start,
         max(case
-            when orders.order_date > {{ crm_add_days('periods.measured_through', -(var('retention_active_days') | int)) }}
+            when orders.order_date > {{ crm_add_days('periods.measured_through', -active_days) }}
              and orders.order_date <= periods.measured_through then 1 else 0
         end) as active_at_end,
         sum(case
@@ -54,16 +86,14 @@ customer_periods as (
                 then orders.net_revenue else 0
         end) as prior_period_revenue,
         sum(case
-            when orders.order_date >= {{ crm_add_days('periods.period_start', -(var('retention_active_days') | int)) }}
+            when orders.order_date >= {{ crm_add_days('periods.period_start', -active_days) }}
              and orders.order_date < periods.period_start then orders.net_revenue else 0
         end) as trailing_revenue_at_start
-    from periods
+    from period_months as periods
     inner join orders
-        on orders.order_date <= periods.measured_through
-        and orders.order_date >= least(
-            periods.prior_period_start,
-            {{ crm_add_days('periods.period_start', -(var('retention_active_days') | int)) }}
-        )
+        on orders.order_month = periods.order_month
+        and orders.order_date <= periods.measured_through
+        and orders.order_date >= periods.window_start
     group by periods.period_type, periods.period_start, orders.customer_id
 ),
 
