@@ -4,9 +4,10 @@ Two state folders read the same demo source (made once up to D2, then copied):
 
 * home A: ``crm backfill --from D1 --to D2`` (each date in order, ``dag.test`` in-process);
 * home B: the real Airflow 3 stack (``airflow standalone``: scheduler, dag-processor,
-  api-server, triggerer; LocalExecutor; SQLite metadata DB) and
+  api-server, triggerer; LocalExecutor; SQLite metadata DB) running the backfill made
+  before it starts (``airflow db migrate``, ``airflow dags reserialize``,
   ``airflow backfill create --dag-id crm_nightly --from-date D1 --to-date D2
-  --reprocess-behavior completed --max-active-runs 1``.
+  --reprocess-behavior completed --max-active-runs 1``).
 
 Then every history table's D1 and D2 rows, and the whole ``published`` schema (the current
 tables show D2 in both), are compared without the wall-clock columns (run ids, timings,
@@ -262,22 +263,24 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
         # A and B use separate state folders, so they may run side by side (saves ~1.5 min)
         crm_proc = _start([sys.executable, "-m", "crm_pipeline.cli", "backfill", "--from", D1.isoformat(),
                            "--to", D2.isoformat(), "--home", str(home_a)], _clean_env(), crm_log)
-        stack = _start([airflow_bin, "standalone"], env_b, stack_log)
 
-        def dag_parsed():
-            errors = _meta(meta_db, "select filename, stacktrace from import_error")
-            assert not errors, f"the DAG does not import: {errors}"
-            return _meta(meta_db, "select 1 from serialized_dag s join dag d on d.dag_id = s.dag_id "
-                                  "where s.dag_id = ? and not d.is_paused", (DAG_ID,))
+        # B: the metadata DB, the serialized DAG and the backfill are made before the stack
+        # starts. Made next to a running scheduler and dag-processor, `backfill create`
+        # failed now and then with SQLite's "database is locked", at once and not after the
+        # busy timeout: a read transaction that must become a write while another process
+        # writes gets SQLITE_BUSY without waiting.
+        def airflow(*args: str, timeout: float = 300) -> str:
+            done = subprocess.run([airflow_bin, *args], env=env_b, cwd=ROOT, capture_output=True, text=True,
+                                  timeout=timeout)
+            assert done.returncode == 0, f"airflow {' '.join(args)}:\n{(done.stdout + done.stderr)[-4000:]}"
+            return done.stdout
 
-        _wait(f"the DAG {DAG_ID} to be parsed by the stack in B", dag_parsed, DAG_PARSE_TIMEOUT,
-              [(stack, stack_log)])
-
-        created = subprocess.run(
-            [airflow_bin, "backfill", "create", "--dag-id", DAG_ID, "--from-date", D1.isoformat(),
-             "--to-date", D2.isoformat(), "--reprocess-behavior", "completed", "--max-active-runs", "1"],
-            env=env_b, cwd=ROOT, capture_output=True, text=True, timeout=180)
-        assert created.returncode == 0, created.stdout + created.stderr
+        airflow("db", "migrate")
+        airflow("dags", "reserialize", timeout=DAG_PARSE_TIMEOUT)
+        assert _meta(meta_db, "select filename, stacktrace from import_error") == []
+        assert _meta(meta_db, "select is_paused from dag where dag_id = ?", (DAG_ID,)) == [(0,)]
+        airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", D1.isoformat(), "--to-date",
+                D2.isoformat(), "--reprocess-behavior", "completed", "--max-active-runs", "1")
 
         runs = _meta(meta_db, "select run_id, date(logical_date), date(data_interval_start), "
                               "date(data_interval_end) from dag_run where dag_id = ? and run_type = 'backfill' "
@@ -288,6 +291,7 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
         assert _meta(meta_db, "select max_active_runs from backfill") == [(1,)]
         assert _meta(meta_db, "select count(*) from dag_run where run_type != 'backfill'") == [(0,)]
 
+        stack = _start([airflow_bin, "standalone"], env_b, stack_log)
         try:
             crm_rc = crm_proc.wait(CRM_BACKFILL_TIMEOUT)
         except subprocess.TimeoutExpired:

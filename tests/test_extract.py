@@ -413,12 +413,14 @@ def test_a_failing_fast_reader_falls_back_without_duplicates(three_sources, tmp_
 def test_a_failing_sql_extraction_falls_back_to_chunks_without_duplicates(three_sources, tmp_path, monkeypatch):
     """The warehouse-side extraction breaks after its scan (a DuckDB error): the batch is
     rolled back and read again in chunks; every row lands once."""
-    real = ex.row_hash_sql
+    from crm_pipeline import gates
 
-    def broken(entity, types):
-        return real(entity, types) if entity.name != "orders" else "md5(no_such_column)"
+    real = gates.gate1_suspect_sql
 
-    monkeypatch.setattr(ex, "row_hash_sql", broken)
+    def broken(entity, **kwargs):
+        return real(entity, **kwargs) if entity.name != "orders" else "no_such_column is null"
+
+    monkeypatch.setattr(gates, "gate1_suspect_sql", broken)
     with wh_at(tmp_path / "wh.duckdb") as wh:
         stats = ex.extract_all(wh, three_sources["postgresql"], as_of=D1, run_id="r")
         by = {s.entity: s for s in stats}

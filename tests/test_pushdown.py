@@ -64,7 +64,9 @@ def _inject(url: str) -> dict[int, str]:
 
 
 def _raw(wh: Warehouse, entity) -> pd.DataFrame:
-    cols = ", ".join([*entity.columns, "_row_hash", "_visible_from", "_as_of"])
+    """raw with each version's hash: stored, or (a first load through SQL) computed from
+    the typed columns, which must give what the chunked path computed in Python."""
+    cols = ", ".join([*entity.columns, f"{ex.stored_hash_sql(entity)} as _row_hash", "_visible_from", "_as_of"])
     df = wh.query_df(f"select {cols} from raw.{entity.name} order by {entity.key}, updated_at, _row_hash")
     return df.reset_index(drop=True)
 
@@ -80,14 +82,20 @@ def _stats(batches) -> dict:
 
 def test_pushdown_lands_what_the_chunked_path_lands(tmp_path, pg_database):
     demo.advance_source(pg_database, D1, customers=120)
+    # "mixed": first load through SQL (no stored hashes), the day after in chunks, which
+    # must still recognise the re-read versions by their (computed) hashes
     whs = {name: Warehouse(WarehouseConfig.from_url(f"duckdb:///{tmp_path / name}.duckdb"))
-           for name in ("pushdown", "chunked")}
-    readers = {"pushdown": None, "chunked": "connectorx"}
+           for name in ("pushdown", "chunked", "mixed")}
+    readers = {"pushdown": None, "chunked": "connectorx", "mixed": None}
     try:
         first = {n: ex.extract_all(wh, pg_database, as_of=D1, run_id="r1", reader=readers[n]) for n, wh in whs.items()}
+        readers["mixed"] = "connectorx"
         assert {s.reader for s in first["pushdown"]} == {"pushdown"}
         assert {s.reader for s in first["chunked"]} == {"connectorx"}
         assert _stats(first["pushdown"]) == _stats(first["chunked"])
+        # the SQL path's first load stores no hash; the chunked path stores every one
+        stored = {n: wh.scalar("select count(_row_hash) from raw.orders") for n, wh in whs.items()}
+        assert stored["pushdown"] == 0 and stored["chunked"] == whs["chunked"].scalar("select count(*) from raw.orders")
 
         demo.advance_source(pg_database, D2, customers=120)
         expected = _inject(pg_database)
@@ -95,14 +103,16 @@ def test_pushdown_lands_what_the_chunked_path_lands(tmp_path, pg_database):
         second = {n: ex.extract_all(wh, pg_database, as_of=D2, run_id="r2", reader=readers[n], gate_settings=lenient)
                   for n, wh in whs.items()}
         s2 = _stats(second["pushdown"])
-        assert s2 == _stats(second["chunked"])
+        assert s2 == _stats(second["chunked"]) == _stats(second["mixed"])
         # the overlap re-reads rows that already landed: both paths see them as duplicates
         assert s2["orders"][1] > 0, s2
 
         for entity in ENTITIES:
-            a, b = _raw(whs["pushdown"], entity), _raw(whs["chunked"], entity)
-            pd.testing.assert_frame_equal(a, b, check_dtype=False, obj=f"raw.{entity.name}")
-            assert _quarantine(whs["pushdown"], entity) == _quarantine(whs["chunked"], entity), entity.name
+            b = _raw(whs["chunked"], entity)
+            for other in ("pushdown", "mixed"):
+                a = _raw(whs[other], entity)
+                pd.testing.assert_frame_equal(a, b, check_dtype=False, obj=f"{other}: raw.{entity.name}")
+                assert _quarantine(whs[other], entity) == _quarantine(whs["chunked"], entity), (other, entity.name)
 
         rules = dict(whs["pushdown"].query("select cast(_key as bigint), _rule from quarantine.orders"))
         assert rules == expected

@@ -712,7 +712,8 @@ def recent_batch_sizes(wh: Warehouse, entity: Entity, as_of: date, n: int = 7) -
 
 def _existing_versions(wh: Warehouse, entity: Entity, lo: datetime | None, hi: datetime) -> pd.Index:
     """``key<US>hash`` of every version already in raw inside the window."""
-    sql = (f"select cast({ident(entity.key)} as varchar), _row_hash from raw.{ident(entity.name)} "
+    hashed = stored_hash_sql(entity) if wh.kind == "duckdb" else "_row_hash"
+    sql = (f"select cast({ident(entity.key)} as varchar), {hashed} from raw.{ident(entity.name)} "
            f"where {ident(entity.updated_at)} < ?")
     params: list = [hi]
     if lo is not None:
@@ -1007,8 +1008,8 @@ def money_text_sql(expr: str) -> str:
     return f"cast(cast({expr} as decimal(18,2)) as varchar)"
 
 
-def _canon_sql(column: str, logical: str, source_type: str) -> str:
-    c = ident(column)
+def _canon_sql(column: str, logical: str, source_type: str, alias: str | None = None) -> str:
+    c = f"{alias}.{ident(column)}" if alias else ident(column)
     if logical == "int":
         return f"cast({c} as varchar)"
     if logical == "money":
@@ -1023,10 +1024,21 @@ def _canon_sql(column: str, logical: str, source_type: str) -> str:
     return c
 
 
-def row_hash_sql(entity: Entity, source_types: dict[str, str]) -> str:
-    """SQL twin of ``row_hashes``: md5 of the canonical texts joined by US, NUL for null."""
-    parts = [f"coalesce({_canon_sql(c, t, source_types.get(c, ''))}, chr(0))" for c, t in entity.columns.items()]
+def row_hash_sql(entity: Entity, source_types: dict[str, str], alias: str | None = None) -> str:
+    """SQL twin of ``row_hashes``: md5 of the canonical texts joined by US, NUL for null.
+    ``source_types`` are the DuckDB types of the columns read ({} for typed raw columns)."""
+    parts = [f"coalesce({_canon_sql(c, t, source_types.get(c, ''), alias)}, chr(0))"
+             for c, t in entity.columns.items()]
     return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
+
+
+def stored_hash_sql(entity: Entity, alias: str | None = None) -> str:
+    """The row hash of a version in a DuckDB raw table. A first load through SQL stores no
+    hash (``_row_hash`` null): hashing every row of a first load cost as much as reading
+    it, and only the few versions inside a later overlap window are ever compared. Those
+    are hashed here, from the typed raw columns, to the same value the source row had."""
+    col = f"{alias}._row_hash" if alias else "_row_hash"
+    return f"coalesce({col}, {row_hash_sql(entity, {}, alias)})"
 
 
 def _typed_sql(column: str, logical: str, source_type: str, wh: Warehouse) -> str:
@@ -1116,14 +1128,18 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         # 1. the scan: typed columns, the row hash (of the source values) and gate 1's
         #    suspect flag, assuming each key once in the batch (checked right after)
         flag_unique = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known, key_is_unique=True)
+        # a first load stores no hash (``stored_hash_sql`` computes it when it is needed)
+        row_hash = "cast(null as varchar)" if is_initial else row_hash_sql(entity, types)
         wh.execute(
             f"create table {inc} as select *, ({flag_unique}) as _suspect from ("
-            f"select {typed}, {row_hash_sql(entity, types)} as _row_hash "
+            f"select {typed}, {row_hash} as _row_hash "
             f"from {SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)} where {where})")
         _fault_point("after_first_chunk", entity)
         n, distinct_keys = wh.query(f"select count(*), count(distinct {key}) from {inc}")[0]
         stats.rows_extracted = int(n)
         key_unique = int(n) == int(distinct_keys)
+        if is_initial and not key_unique:  # repeats are told apart by their hash
+            wh.execute(f"update {inc} set _row_hash = {row_hash_sql(entity, {})}")
         # 2. duplicates: versions already in raw (incremental windows only) and in-batch
         #    repeats; a first load of unique keys has none and is used as it is
         flagged = inc
@@ -1132,7 +1148,8 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
             if not is_initial:
                 dup_terms.append(
                     f"exists (select 1 from raw.{ident(entity.name)} r where r.{key} = i.{key} "
-                    f"and r._row_hash = i._row_hash and r.{upd} < {ts(window_end)} and r.{upd} >= {ts(window_start)})")
+                    f"and {stored_hash_sql(entity, 'r')} = i._row_hash and r.{upd} < {ts(window_end)} "
+                    f"and r.{upd} >= {ts(window_start)})")
             if not key_unique:
                 dup_terms.append(f"row_number() over (partition by i.{key}, i._row_hash order by i.{upd}) > 1")
             suspect = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known,
