@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -161,4 +162,14 @@ def test_bench_on_a_postgresql_warehouse(tmp_path):
         assert stages[stage]["seconds"] > 0, stage
     # 0.3% of 40000 = 120 changes, 60 of them new orders
     assert runs[("increment", "postgres")]["stages"]["extract:orders"]["rows"] >= 60
+    # the slowest dbt models of each run, named after the project's models and seeds
+    dbt_dir = Path(__file__).resolve().parents[1] / "dbt_project"
+    nodes = {p.stem for p in [*(dbt_dir / "models").rglob("*.sql"), *(dbt_dir / "seeds").rglob("*.csv")]}
+    for run in runs.values():
+        slowest = run["slowest_models"]
+        assert 0 < len(slowest) <= 6
+        assert {m["model"] for m in slowest} <= nodes
+        assert {m["stage"] for m in slowest} <= {"dbt_staging", "dbt_marts"}
+        seconds = [m["seconds"] for m in slowest]
+        assert seconds == sorted(seconds, reverse=True) and seconds[0] > 0
     assert fig["reference"] == {} and "extract_vs_copy" not in fig["ratios"]

@@ -125,10 +125,17 @@ class RunFigures:
     ok: bool
     message: str = ""
     stages: dict[str, StageFigure] = field(default_factory=dict)
+    #: ``(dbt stage, model, seconds)`` of the slowest models, slowest first
+    slowest_models: list[tuple[str, str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"phase": self.phase, "warehouse": self.warehouse, "as_of": self.as_of.isoformat(), "ok": self.ok,
-                "message": self.message, "stages": {k: v.as_dict() for k, v in self.stages.items()}}
+                "message": self.message, "stages": {k: v.as_dict() for k, v in self.stages.items()},
+                "slowest_models": [{"stage": st, "model": m, "seconds": sec} for st, m, sec in self.slowest_models]}
+
+
+#: models listed per run in the "slowest dbt models" table
+SLOWEST_MODELS = 6
 
 
 def _crm_command() -> list[str]:
@@ -195,6 +202,9 @@ def _read_run_record(fig: RunFigures, warehouse: str, as_of: date, sampler: Tree
         elif stage == "publish" and isinstance(info.get("tables"), dict):
             rows_n = int(sum(int(v or 0) for v in info["tables"].values()))
         fig.stages[stage] = StageFigure(seconds, rows_n, sampler.peak(start, end))
+        for model, model_s in (info.get("model_seconds") or {}).items():
+            fig.slowest_models.append((stage, model, float(model_s)))
+    fig.slowest_models = sorted(fig.slowest_models, key=lambda t: -t[2])[:SLOWEST_MODELS]
     for entity, n, seconds in sorted(batches):
         peak = sampler.peak(*extract_window) if extract_window else None
         fig.stages[f"extract:{entity}"] = StageFigure(float(seconds or 0.0), int(n), peak)
@@ -489,6 +499,9 @@ def _evaluate(result: BenchResult) -> None:
             candidates = {k: v.seconds for k, v in run.stages.items()
                           if (k.startswith(within) if within else ":" not in k and k != "total")}
             bottleneck = max(candidates, key=candidates.get) if candidates else None
+            slowest = next(((m, sec) for st, m, sec in run.slowest_models if st == bottleneck), None)
+            if slowest:  # a dbt stage: name its slowest model too
+                bottleneck += f" ({slowest[0]} {slowest[1]:.1f} s)"
         result.targets.append({"target": name, "measured": measured, "limit": limit,
                                "ok": ok, "binding": binding, "bottleneck": bottleneck,
                                "direction": ">=" if higher_is_better else "<="})
@@ -556,6 +569,15 @@ def render(result: BenchResult, console) -> None:
             t.add_row("", "", "message", run.message[:120], "", "", "")
         t.add_section()
     console.print(t)
+    if any(run.slowest_models for run in result.runs):
+        m = Table(title="slowest dbt models per run")
+        for col in ("phase", "warehouse", "dbt stage", "model", "seconds"):
+            m.add_column(col, justify="right" if col == "seconds" else "left")
+        for run in result.runs:
+            for i, (stage, model, sec) in enumerate(run.slowest_models):
+                m.add_row(run.phase if i == 0 else "", run.warehouse if i == 0 else "", stage, model, f"{sec:,.1f}")
+            m.add_section()
+        console.print(m)
     if result.reference:
         r = Table(title="reference readers on the same source")
         for col in ("reader", "seconds", "rows", "rows/s", "peak RSS MB"):

@@ -53,6 +53,18 @@ def summarise_results(result: Any) -> tuple[dict[str, int], list[str]]:
     return counts, failures
 
 
+def model_seconds(result: Any) -> dict[str, float]:
+    """Seconds per model (and seed) of a dbtRunnerResult, slowest first: kept with the
+    stage's record so a slow night (or ``crm bench``) names the models behind it."""
+    run = getattr(result, "result", None)
+    seconds: dict[str, float] = {}
+    for node_result in getattr(run, "results", None) or []:
+        node = getattr(node_result, "node", None)
+        if str(getattr(node, "resource_type", "")).split(".")[-1].lower() in ("model", "seed"):
+            seconds[node.name] = round(float(getattr(node_result, "execution_time", 0.0) or 0.0), 3)
+    return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
+
 class CrmDbtBuildOperator(DbtBuildLocalOperator):
     """``dbt build`` of one stage with the warehouse target resolved at run time."""
 
@@ -79,7 +91,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         kwargs.setdefault("emit_datasets", False)
         super().__init__(**kwargs)
         self.stage = stage
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, Any] = {}
 
     def get_env(self, context: Any) -> dict:
         from crm_pipeline.settings import RunSettings
@@ -90,6 +102,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
 
     def handle_exception_dbt_runner(self, result: Any) -> None:
         self._counts, failures = summarise_results(result)
+        self._counts["model_seconds"] = model_seconds(result)
         if failures or not getattr(result, "success", False):
             if not failures:
                 exc = getattr(result, "exception", None)
