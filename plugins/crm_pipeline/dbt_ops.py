@@ -11,9 +11,11 @@ A failing model or test ends the task with one line per failed node.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from cosmos.config import ProfileConfig
@@ -51,6 +53,17 @@ def summarise_results(result: Any) -> tuple[dict[str, int], list[str]]:
             message = (node_result.message or "").strip().splitlines()
             failures.append(f"{where}: {message[0] if message else status}")
     return counts, failures
+
+
+def macros_version(project_dir: Path = DBT_PROJECT_DIR) -> str:
+    """md5 of the project's macro files (paths and contents), passed to dbt as var
+    ``macros_version``: part of the credit snapshot's fingerprint, since dbt's graph gives
+    checksums for models and seeds but not for macros."""
+    digest = hashlib.md5()
+    root = Path(project_dir) / "macros"
+    for path in sorted(root.rglob("*.sql")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def model_seconds(result: Any) -> dict[str, float]:
@@ -120,6 +133,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         from crm_pipeline import progress
 
         run_id = context["dag_run"].run_id
+        self.vars = {**(self.vars or {}), "macros_version": macros_version()}
         progress.emit(self.stage, "running")
         started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         t0 = time.perf_counter()
