@@ -40,7 +40,9 @@ from crm_pipeline import scale as scaling
 from crm_pipeline.contract import ENTITIES
 from crm_pipeline.warehouse import Warehouse, WarehouseConfig, redact
 
-DEFAULT_AS_OF = date(2025, 6, 30)
+#: the full load's date; the increment is the day after: an ordinary night inside a quarter
+#: (the first night of a quarter also computes that quarter's credit snapshot once)
+DEFAULT_AS_OF = date(2025, 6, 15)
 PHASES = ("full", "increment", "full_2x", "increment_2x")
 TARGETS = {
     "extract_vs_copy": 0.60,
