@@ -18,24 +18,26 @@
 --   revenue_lost_churned = net revenue of the churned customers in the A days before
 --                          period_start (their trailing-12-month revenue that walks away)
 {%- set active_days = var('retention_active_days') | int %}
-{#- The period × order join is an equi-join on the order's calendar month, then the exact
-    date conditions: each period lists the calendar months its window spans (at most
-    max(active_days, one quarter) + one quarter), so the work grows with the orders, not
-    with orders × periods as the inequality join it replaces did. -#}
-{%- set max_months = (([active_days, 92] | max) + 92) // 28 + 2 %}
+
+{# How it is computed, without a periods × orders join (which grew with orders × periods
+    and ran out of memory at 1M customers): a customer is active on day x when a purchase
+    day falls in [x - A + 1, x], so each customer's purchase days merge into disjoint
+    "activity spells" [first day, last day + A - 1] (a new spell starts after a gap of
+    more than A days). Active at start = a spell covers period_start - 1; active at end =
+    a spell covers measured_through; no customer has two spells covering one day, so
+    counting spells counts customers. The revenue sums join the purchase days of the
+    customers active at start, and aggregate per period only. #}
+
 with periods as (
     select
         *,
-        least(prior_period_start, {{ crm_add_days('period_start', -active_days) }}) as window_start
+        {{ crm_add_days('period_start', -1) }} as day_before_start,
+        {{ crm_add_days('period_start', -active_days) }} as trailing_start
     from {{ ref('int_churn_retention_periods') }}
 ),
 
 orders as (
-    select
-        *,
-        cast(extract(year from order_date) as integer) * 12 + cast(extract(month from order_date) as integer)
-            as order_month
-    from {{ ref('int_orders') }}
+    select * from {{ ref('int_orders') }}
     where is_purchase
 ),
 
@@ -45,72 +47,134 @@ first_orders as (
     group by customer_id
 ),
 
-month_offsets as (
-    {%- for n in range(max_months) %}
-    select {{ n }} as n{{ ' union all' if not loop.last }}
-    {%- endfor %}
+purchase_days as (
+    select customer_id, order_date, sum(net_revenue) as net_revenue
+    from orders
+    group by customer_id, order_date
 ),
 
-period_months as (
+spell_starts as (
     select
-        periods.*,
-        cast(extract(year from periods.window_start) as integer) * 12
-            + cast(extract(month from periods.window_start) as integer) + month_offsets.n as order_month
-    from periods
-    cross join month_offsets
-    where cast(extract(year from periods.window_start) as integer) * 12
-            + cast(extract(month from periods.window_start) as integer) + month_offsets.n
-        <= cast(extract(year from periods.measured_through) as integer) * 12
-            + cast(extract(month from periods.measured_through) as integer)
+        customer_id,
+        order_date,
+        case
+            when lag(order_date) over (partition by customer_id order by order_date) is null then 1
+            when {{ crm_days_between('lag(order_date) over (partition by customer_id order by order_date)', 'order_date') }}
+                > {{ active_days }} then 1
+            else 0
+        end as is_spell_start
+    from purchase_days
 ),
 
-customer_periods as (
+numbered as (
+    select
+        customer_id,
+        order_date,
+        sum(is_spell_start) over (partition by customer_id order by order_date rows unbounded preceding) as spell_no
+    from spell_starts
+),
+
+spells as (
+    select
+        customer_id,
+        min(order_date) as spell_start,
+        {{ crm_add_days('max(order_date)', active_days - 1) }} as spell_end
+    from numbered
+    group by customer_id, spell_no
+),
+
+active_at_start as (
+    select periods.period_type, periods.period_start, spells.customer_id
+    from periods
+    inner join spells
+        on spells.spell_start <= periods.day_before_start
+        and spells.spell_end >= periods.day_before_start
+),
+
+active_at_end as (
+    select periods.period_type, periods.period_start, spells.customer_id
+    from periods
+    inner join spells
+        on spells.spell_start <= periods.measured_through
+        and spells.spell_end >= periods.measured_through
+),
+
+start_customers as (
+    select
+        s.period_type,
+        s.period_start,
+        s.customer_id,
+        e.customer_id is not null as is_retained
+    from active_at_start as s
+    left join active_at_end as e
+        on s.period_type = e.period_type
+        and s.period_start = e.period_start
+        and s.customer_id = e.customer_id
+),
+
+customer_counts as (
+    select
+        period_type,
+        period_start,
+        count(*) as customers_at_start,
+        sum(case when is_retained then 1 else 0 end) as retained_customers,
+        sum(case when is_retained then 0 else 1 end) as churned_customers
+    from start_customers
+    group by period_type, period_start
+),
+
+end_counts as (
+    select period_type, period_start, count(*) as customers_at_end
+    from active_at_end
+    group by period_type, period_start
+),
+
+start_revenue as (
     select
         periods.period_type,
         periods.period_start,
-        orders.customer_id,
-        max(case
-            when orders.order_date >= {{ crm_add_days('periods.period_start', -active_days) }}
-             and orders.order_date < periods.period_start then 1 else 0
-        end) as active_at_start,
-        max(case
-            when orders.order_date > {{ crm_add_days('periods.measured_through', -active_days) }}
-             and orders.order_date <= periods.measured_through then 1 else 0
-        end) as active_at_end,
         sum(case
-            when orders.order_date >= periods.period_start and orders.order_date <= periods.measured_through
-                then orders.net_revenue else 0
-        end) as period_revenue,
+            when purchase_days.order_date >= periods.period_start
+             and purchase_days.order_date <= periods.measured_through then purchase_days.net_revenue else 0
+        end) as start_customers_revenue,
         sum(case
-            when orders.order_date >= periods.prior_period_start and orders.order_date <= periods.prior_measured_through
-                then orders.net_revenue else 0
-        end) as prior_period_revenue,
+            when purchase_days.order_date >= periods.prior_period_start
+             and purchase_days.order_date <= periods.prior_measured_through then purchase_days.net_revenue else 0
+        end) as start_customers_prior_revenue,
         sum(case
-            when orders.order_date >= {{ crm_add_days('periods.period_start', -active_days) }}
-             and orders.order_date < periods.period_start then orders.net_revenue else 0
-        end) as trailing_revenue_at_start
-    from period_months as periods
-    inner join orders
-        on orders.order_month = periods.order_month
-        and orders.order_date <= periods.measured_through
-        and orders.order_date >= periods.window_start
-    group by periods.period_type, periods.period_start, orders.customer_id
+            when not start_customers.is_retained
+             and purchase_days.order_date >= periods.trailing_start
+             and purchase_days.order_date <= periods.day_before_start then purchase_days.net_revenue else 0
+        end) as revenue_lost_churned
+    from start_customers
+    inner join periods
+        on start_customers.period_type = periods.period_type
+        and start_customers.period_start = periods.period_start
+    inner join purchase_days
+        on purchase_days.customer_id = start_customers.customer_id
+        and purchase_days.order_date >= least(periods.prior_period_start, periods.trailing_start)
+        and purchase_days.order_date <= periods.measured_through
+    group by periods.period_type, periods.period_start
 ),
 
 period_totals as (
     select
-        period_type,
-        period_start,
-        sum(active_at_start) as customers_at_start,
-        sum(active_at_end) as customers_at_end,
-        sum(case when active_at_start = 1 and active_at_end = 1 then 1 else 0 end) as retained_customers,
-        sum(case when active_at_start = 1 and active_at_end = 0 then 1 else 0 end) as churned_customers,
-        sum(case when active_at_start = 1 then period_revenue else 0 end) as start_customers_revenue,
-        sum(case when active_at_start = 1 then prior_period_revenue else 0 end) as start_customers_prior_revenue,
-        sum(case when active_at_start = 1 and active_at_end = 0 then trailing_revenue_at_start else 0 end)
-            as revenue_lost_churned
-    from customer_periods
-    group by period_type, period_start
+        periods.period_type,
+        periods.period_start,
+        customer_counts.customers_at_start,
+        end_counts.customers_at_end,
+        customer_counts.retained_customers,
+        customer_counts.churned_customers,
+        start_revenue.start_customers_revenue,
+        start_revenue.start_customers_prior_revenue,
+        start_revenue.revenue_lost_churned
+    from periods
+    left join customer_counts
+        on periods.period_type = customer_counts.period_type and periods.period_start = customer_counts.period_start
+    left join end_counts
+        on periods.period_type = end_counts.period_type and periods.period_start = end_counts.period_start
+    left join start_revenue
+        on periods.period_type = start_revenue.period_type and periods.period_start = start_revenue.period_start
 ),
 
 new_customers as (

@@ -1,5 +1,5 @@
 with latest as (
-    {{ latest_as_of(source('raw', 'orders'), 'order_id') }}
+    select * from {{ ref('stg_crm__orders_latest') }}
 ),
 
 fx as (

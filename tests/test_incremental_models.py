@@ -1,10 +1,10 @@
-"""The credit snapshot is computed once per quarter and reused while its inputs are the same.
+"""Models that keep their rows between runs: the credit snapshot and the latest orders.
 
-Grades for a quarter read only data known by the last day of the quarter before, so the
-credit intermediates (int_credit_indicators, int_credit_indicator_points) are incremental:
-a run inside the same quarter with the same fingerprint keeps the stored rows, any other
-run computes them again. To tell "kept" from "computed again to the same values", the test
-changes one stored value by hand between runs:
+**Credit snapshot.** Grades for a quarter read only data known by the last day of the
+quarter before, so the credit intermediates (int_credit_indicators,
+int_credit_indicator_points) are incremental: a run inside the same quarter with the same
+fingerprint keeps the stored rows, any other run computes them again. To tell "kept" from
+"computed again to the same values", the test changes one stored value by hand:
 
 * D1: first build of quarter Q2; every row carries one 32-hex fingerprint.
 * one indicator value of one customer set to 9999 (fingerprint kept) → D2, same quarter:
@@ -12,6 +12,13 @@ changes one stored value by hand between runs:
 * the stored fingerprint made stale → D3, same quarter: computed again, every row equal to
   D1's (the 9999 gone), the same fingerprint as D1.
 * D4 in the next quarter: only the new quarter's rows, under a new fingerprint.
+
+**Latest orders.** stg_crm__orders_latest recomputes only the orders with a version the
+run may read that the previous build could not. After every run (full first build, three
+incremental ones, then a backfill of D2 that rebuilds everything) it must hold exactly
+what the as-of rule gives, written here by hand against raw: per order the version with
+the newest (updated_at, _loaded_at, _batch_id) among those visible by as_of and changed
+before its end, unless that version is a soft delete.
 """
 
 from __future__ import annotations
@@ -48,6 +55,28 @@ def _execute(path, sql: str, params=()) -> None:
         con.close()
 
 
+ORDER_COLUMNS = ("order_id, customer_id, order_date, status, currency, gross_amount, cost_amount, paid_amount, "
+                 "written_off_amount, product_category, invoice_due_date, paid_at, updated_at")
+
+
+def _check_latest_orders(path, as_of: date) -> set[date]:
+    """stg_crm__orders_latest equals the hand-written as-of rule; returns its _built_as_of dates."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        expected = con.execute(
+            f"select {ORDER_COLUMNS} from (select *, row_number() over (partition by order_id "
+            f"order by updated_at desc, _loaded_at desc, _batch_id desc) as rk from raw.orders "
+            f"where _visible_from <= ? and updated_at < cast(? as date) + interval 1 day) "
+            f"where rk = 1 and not coalesce(is_deleted, false) order by order_id", (as_of, as_of)).fetchall()
+        got = con.execute(f"select {ORDER_COLUMNS} from staging.stg_crm__orders_latest order by order_id").fetchall()
+        built = {r[0] for r in con.execute("select distinct _built_as_of from staging.stg_crm__orders_latest").fetchall()}
+    finally:
+        con.close()
+    assert len(expected) > 1000
+    assert got == expected, f"as_of {as_of}: {len(got)} rows, expected {len(expected)}"
+    return built
+
+
 def _run(home, as_of: date) -> None:
     # a 300-customer demo day has a handful of rows per entity, of which the demo breaks some
     done = crm("run", "--home", str(home), "--as-of", as_of.isoformat(),
@@ -55,13 +84,14 @@ def _run(home, as_of: date) -> None:
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
 
-def test_credit_snapshot_is_reused_inside_a_quarter_and_recomputed_when_stale(tmp_path):
+def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path):
     home = tmp_path / "home"
     made = crm("demo-data", "--home", str(home), "--customers", str(CUSTOMERS), "--until", D4.isoformat())
     assert made.returncode == 0, made.stdout + made.stderr
     wh = home / "warehouse.duckdb"
 
     _run(home, D1)
+    assert _check_latest_orders(wh, D1) == {D1}
     first = _indicators(wh)
     assert len(first) > 100
     fingerprints = {r[4] for r in first}
@@ -73,6 +103,7 @@ def test_credit_snapshot_is_reused_inside_a_quarter_and_recomputed_when_stale(tm
     _execute(wh, "update intermediate.int_credit_indicators set ind_order_frequency = 9999 where customer_id = ?",
              (customer,))
     _run(home, D2)
+    assert _check_latest_orders(wh, D2) == {D1, D2}  # only the changed orders were rewritten
     kept = _indicators(wh)
     assert kept[0][:2] == (customer, date(2026, 4, 1)) and kept[0][2] == 9999
     assert kept[1:] == first[1:]
@@ -87,8 +118,14 @@ def test_credit_snapshot_is_reused_inside_a_quarter_and_recomputed_when_stale(tm
     _execute(wh, "update intermediate.int_credit_indicators set _input_fingerprint = 'stale'")
     _run(home, D3)
     assert _indicators(wh) == first
+    assert _check_latest_orders(wh, D3) == {D1, D2, D3}
 
     _run(home, D4)
     next_quarter = _indicators(wh)
     assert {r[1] for r in next_quarter} == {date(2026, 7, 1)}
     assert len({r[4] for r in next_quarter}) == 1 and next_quarter[0][4] not in fingerprints
+    assert D4 in _check_latest_orders(wh, D4)
+
+    # a backfill of an earlier date computes every order for that date
+    _run(home, D2)
+    assert _check_latest_orders(wh, D2) == {D2}
