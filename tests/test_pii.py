@@ -138,14 +138,16 @@ def test_no_email_or_phone_outside_raw_quarantine_and_staging(tmp_path_factory):
         findings: list[str] = []
         scanned = 0
         for schema in schemas:
-            if schema in ("raw", "quarantine", "staging", "information_schema", "pg_catalog", "main"):
+            if schema in ("raw", "quarantine", "information_schema", "pg_catalog", "main"):
                 continue
+            # staging: its views are not materialised; a table there (the incremental
+            # latest orders) is scanned like any other
             for t in base_tables(wh, schema):
                 scanned += 1
                 findings += [f for f in scan_table(wh, schema, t, personal)
                              if not re.search(r"\.has_(email|phone): personal column name", f)]
-        # staging holds views only: nothing personal is materialised there
-        assert base_tables(wh, "staging") == []
+        # the staging models that read personal columns stay views: nothing of them is stored
+        assert not {"stg_crm__contacts", "stg_crm__customers"} & set(base_tables(wh, "staging"))
         hygiene_cols = wh.columns("intermediate", "int_contact_hygiene")
     assert scanned > 20
     assert findings == []
