@@ -5,9 +5,10 @@ Two state folders read the same demo source (made once up to D2, then copied):
 * home A: ``crm backfill --from D1 --to D2`` (each date in order, ``dag.test`` in-process);
 * home B: the real Airflow 3 stack (``airflow standalone``: scheduler, dag-processor,
   api-server, triggerer; LocalExecutor; SQLite metadata DB) running the backfill made
-  before it starts (``airflow db migrate``, ``airflow dags reserialize``,
-  ``airflow backfill create --dag-id crm_nightly --from-date D1 --to-date D2
-  --reprocess-behavior completed --max-active-runs 1``).
+  before it starts (``airflow db migrate``, ``airflow dags reserialize`` with the DAG
+  paused, ``airflow backfill create --dag-id crm_nightly --from-date D1 --to-date D2
+  --reprocess-behavior completed --max-active-runs 1``); ``airflow dags unpause`` once
+  the api-server answers.
 
 Then every history table's D1 and D2 rows, and the whole ``published`` schema (the current
 tables show D2 in both), are compared without the wall-clock columns (run ids, timings,
@@ -54,6 +55,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -264,23 +266,27 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
         crm_proc = _start([sys.executable, "-m", "crm_pipeline.cli", "backfill", "--from", D1.isoformat(),
                            "--to", D2.isoformat(), "--home", str(home_a)], _clean_env(), crm_log)
 
-        # B: the metadata DB, the serialized DAG and the backfill are made before the stack
-        # starts. Made next to a running scheduler and dag-processor, `backfill create`
-        # failed now and then with SQLite's "database is locked", at once and not after the
-        # busy timeout: a read transaction that must become a write while another process
-        # writes gets SQLITE_BUSY without waiting.
-        def airflow(*args: str, timeout: float = 300) -> str:
-            done = subprocess.run([airflow_bin, *args], env=env_b, cwd=ROOT, capture_output=True, text=True,
-                                  timeout=timeout)
-            assert done.returncode == 0, f"airflow {' '.join(args)}:\n{(done.stdout + done.stderr)[-4000:]}"
-            return done.stdout
+        # B: the metadata DB, the serialized DAG (paused) and the backfill are made before
+        # the stack starts; the DAG is unpaused once the api-server answers. Made next to
+        # a running scheduler and dag-processor, `backfill create` failed now and then
+        # with SQLite's "database is locked", at once and not after the busy timeout (a
+        # read transaction that must become a write while another process writes gets
+        # SQLITE_BUSY without waiting); unpaused before the api-server is up, the first
+        # task failed to reach the execution API.
+        def airflow(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+            return subprocess.run([airflow_bin, *args], env=env or env_b, cwd=ROOT, capture_output=True,
+                                  text=True, timeout=timeout)
 
-        airflow("db", "migrate")
-        airflow("dags", "reserialize", timeout=DAG_PARSE_TIMEOUT)
+        def ok(done: subprocess.CompletedProcess) -> None:
+            assert done.returncode == 0, f"{' '.join(done.args[1:])}:\n{(done.stdout + done.stderr)[-4000:]}"
+
+        ok(airflow("db", "migrate"))
+        ok(airflow("dags", "reserialize", timeout=DAG_PARSE_TIMEOUT,
+                   env={**env_b, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}))
         assert _meta(meta_db, "select filename, stacktrace from import_error") == []
-        assert _meta(meta_db, "select is_paused from dag where dag_id = ?", (DAG_ID,)) == [(0,)]
-        airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", D1.isoformat(), "--to-date",
-                D2.isoformat(), "--reprocess-behavior", "completed", "--max-active-runs", "1")
+        assert _meta(meta_db, "select is_paused from dag where dag_id = ?", (DAG_ID,)) == [(1,)]
+        ok(airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", D1.isoformat(), "--to-date",
+                   D2.isoformat(), "--reprocess-behavior", "completed", "--max-active-runs", "1"))
 
         runs = _meta(meta_db, "select run_id, date(logical_date), date(data_interval_start), "
                               "date(data_interval_end) from dag_run where dag_id = ? and run_type = 'backfill' "
@@ -292,6 +298,22 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
         assert _meta(meta_db, "select count(*) from dag_run where run_type != 'backfill'") == [(0,)]
 
         stack = _start([airflow_bin, "standalone"], env_b, stack_log)
+        health = f"http://127.0.0.1:{env_b['AIRFLOW__API__PORT']}/api/v2/monitor/health"
+
+        def api_up():
+            try:
+                with urllib.request.urlopen(health, timeout=5) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        _wait("the api-server in B", api_up, DAG_PARSE_TIMEOUT, [(stack, stack_log)])
+        for attempt in range(5):  # a one-row write; SQLite may refuse it at once while the stack starts
+            unpaused = airflow("dags", "unpause", DAG_ID)
+            if unpaused.returncode == 0 or "database is locked" not in unpaused.stdout + unpaused.stderr:
+                break
+            time.sleep(2)
+        ok(unpaused)
         try:
             crm_rc = crm_proc.wait(CRM_BACKFILL_TIMEOUT)
         except subprocess.TimeoutExpired:
