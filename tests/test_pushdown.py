@@ -33,10 +33,10 @@ def _pg(url: str):
     return con
 
 
-def _inject(url: str) -> dict[int, str]:
-    """Break some orders and one complaint on D2; returns order id → the rule expected."""
+def _inject(url: str, day: date = D2) -> dict[int, str]:
+    """Break some orders and one complaint on ``day``; returns order id → the rule expected."""
     con = _pg(url)
-    at = datetime.combine(D2, datetime.min.time()) + timedelta(hours=9)
+    at = datetime.combine(day, datetime.min.time()) + timedelta(hours=9)
     expected = {}
     with con.cursor() as cur:
         cur.execute("select order_id from orders order by order_id limit 8")
@@ -126,6 +126,59 @@ def test_pushdown_lands_what_the_chunked_path_lands(tmp_path, pg_database):
     finally:
         for wh in whs.values():
             wh.close()
+
+
+def test_a_first_load_straight_into_raw_quarantines_like_the_chunked_path(tmp_path, pg_database, monkeypatch):
+    """Broken rows already in the first load. With the source's primary key on the entity
+    key, the SQL path inserts the window straight into raw and takes the suspects out
+    again; without it, it lands and counts the batch first. Both must land and quarantine
+    exactly what the chunked reader does."""
+    demo.advance_source(pg_database, D1, customers=120)
+    expected = _inject(pg_database, D1)
+    engine = ex.source_engine(pg_database)
+    try:
+        assert ex.source_key_is_unique(engine, "public", ORDERS)
+        landed = {}
+        for name, reader in (("direct", None), ("chunked", "connectorx"), ("counted", None)):
+            if name == "counted":
+                con = _pg(pg_database)
+                with con.cursor() as cur:
+                    cur.execute("alter table orders drop constraint orders_pkey")
+                con.close()
+                assert not ex.source_key_is_unique(engine, "public", ORDERS)
+            with Warehouse(WarehouseConfig.from_url(f"duckdb:///{tmp_path / name}.duckdb")) as wh:
+                stats = {s.entity: s for s in ex.extract_all(wh, pg_database, as_of=D1, run_id="r1", reader=reader)}
+                assert stats["orders"].reader == ("connectorx" if reader else "pushdown")
+                assert stats["orders"].rows_quarantined == len(expected)
+                assert stats["orders"].rows_staged + len(expected) == stats["orders"].rows_extracted
+                landed[name] = ({e.name: _raw(wh, e) for e in ENTITIES},
+                                {e.name: _quarantine(wh, e) for e in ENTITIES},
+                                dict(wh.query("select cast(_key as bigint), _rule from quarantine.orders")))
+                assert not [t for s in ("raw", "quarantine") for t in wh.tables(s) if t.startswith(ex.LANDING_PREFIX)]
+    finally:
+        engine.dispose()
+    for name in ("direct", "counted"):
+        assert landed[name][2] == expected, name
+        assert landed[name][1] == landed["chunked"][1], name
+        for entity in ENTITIES:
+            pd.testing.assert_frame_equal(landed[name][0][entity.name], landed["chunked"][0][entity.name],
+                                          check_dtype=False, obj=f"{name}: raw.{entity.name}")
+    # the control character was cleaned, the row kept
+    cleaned = landed["direct"][0]["orders"].loc[lambda df: df["product_category"] == "hardware", "order_id"]
+    assert len(cleaned) >= 1
+    # the next day re-reads the whole first day (a long overlap): the cleaned rows and
+    # every other version are recognised as already landed, none lands twice
+    monkeypatch.setenv("CRM_EXTRACT_OVERLAP_MINUTES", str(3 * 24 * 60))
+    with Warehouse(WarehouseConfig.from_url(f"duckdb:///{tmp_path / 'direct'}.duckdb")) as wh:
+        again = {s.entity: s for s in ex.extract_all(wh, pg_database, as_of=D2, run_id="r2",
+                                                       gate_settings=GateSettings(max_quarantine_share=1.0))}
+        # nothing changed in the source: only the quarantined rows are read as new (again)
+        assert again["orders"].rows_staged == 0
+        assert again["orders"].rows_quarantined == len(expected)
+        versions = dict(wh.query("select order_id, count(*) from raw.orders where updated_at < ? group by order_id",
+                                 (datetime.combine(D2, datetime.min.time()),)))
+    assert set(versions.values()) == {1}
+    assert all(versions[int(k)] == 1 for k in cleaned)
 
 
 def test_money_text_is_the_same_in_python_and_in_sql():

@@ -28,6 +28,7 @@ after a failure drops what an unfinished attempt landed and never duplicates row
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -792,7 +793,7 @@ def _extract_entity(wh: Warehouse, engine, entity: Entity, *, as_of: date, run_i
     verdict = gates.gate1_batch(entity, cols, rows=0, quarantined=0, recent_rows=[], settings=gate_settings, incremental=False)
     if not verdict.ok:
         raise BatchRejected("; ".join(verdict.failures))
-    customer_ids = known_customer_ids() if known_customer_ids and entity.name != "customers" else None
+    lazy_ids = known_customer_ids if known_customer_ids and entity.name != "customers" else None
 
     if pushdown_schema is not None:
         import duckdb
@@ -800,13 +801,14 @@ def _extract_entity(wh: Warehouse, engine, entity: Entity, *, as_of: date, run_i
         try:
             stats = _extract_pushdown(wh, engine, entity, schema=pushdown_schema, as_of=as_of, run_id=run_id,
                                       overlap=overlap, columns=cols, gate_settings=gate_settings,
-                                      customer_ids=customer_ids, on_progress=on_progress)
+                                      customer_ids=lazy_ids, on_progress=on_progress)
         except duckdb.Error as exc:
             log.warning("%s: extraction in SQL failed (%s); the batch was rolled back, reading it in chunks",
                         entity.name, redact(_first_line(exc)))
             stats = None
         if stats is not None:
             return stats
+    customer_ids = lazy_ids() if lazy_ids else None
     chain = reader_chain(engine, reader)
     for i, name in enumerate(chain):
         try:
@@ -991,6 +993,9 @@ def _write_chunk(wh: Warehouse, entity: Entity, good: pd.DataFrame, bad: pd.Data
 # -- pushdown: PostgreSQL source → DuckDB warehouse, all in DuckDB ---------------------
 
 SOURCE_ALIAS = "crm_src"
+#: appended to the batch id of a first load's suspect rows while they wait in raw (inside
+#: the batch's transaction) for the exact gate
+SUSPECT_MARK = "#suspect"
 #: source column types (DuckDB's names for what the postgres scanner reads) that need no
 #: parsing for each contract type; any other type sends the entity down the chunked path
 _PUSHDOWN_TYPES = {
@@ -1125,6 +1130,23 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         inc = f"raw.{ident(landing + '_in')}"
         scratch += [inc, f"raw.{ident(landing + '_flagged')}"]
         typed = ", ".join(_typed_sql(c, t, types[c], wh) for c, t in entity.columns.items())
+        def meta_with(batch_id_sql: str) -> str:
+            return (f"{batch_id_sql} as _batch_id, date '{as_of.isoformat()}' as _as_of, "
+                    + (f"cast({upd} as date) as _visible_from, " if is_initial
+                       else f"date '{as_of.isoformat()}' as _visible_from, ")
+                    + (f"{ts(window_start)} as _window_start, " if window_start
+                       else "cast(null as timestamp) as _window_start, ")
+                    + f"{ts(window_end)} as _window_end, {ts(loaded_at)} as _loaded_at")
+
+        meta = meta_with(f"'{batch_id}'")
+        contract = ", ".join(ident(c) for c in entity.columns)
+        source_unique = source_key_is_unique(engine, schema, entity)
+        if is_initial and source_unique:
+            _initial_load_direct(wh, entity, stats, source=f"{SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)}",
+                                 typed=typed, where=where, meta_with=meta_with, known=known, landing=landing,
+                                 loaded_at=loaded_at, run_id=run_id, columns=columns, customer_ids=customer_ids,
+                                 gate_settings=gate_settings, started=started, on_progress=on_progress)
+            return stats
         # 1. the scan: typed columns, the row hash (of the source values) and gate 1's
         #    suspect flag, assuming each key once in the batch (checked right after)
         flag_unique = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known, key_is_unique=True)
@@ -1135,7 +1157,10 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
             f"select {typed}, {row_hash} as _row_hash "
             f"from {SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)} where {where})")
         _fault_point("after_first_chunk", entity)
-        n, distinct_keys = wh.query(f"select count(*), count(distinct {key}) from {inc}")[0]
+        if source_unique:
+            n = distinct_keys = wh.scalar(f"select count(*) from {inc}")
+        else:
+            n, distinct_keys = wh.query(f"select count(*), count(distinct {key}) from {inc}")[0]
         stats.rows_extracted = int(n)
         key_unique = int(n) == int(distinct_keys)
         if is_initial and not key_unique:  # repeats are told apart by their hash
@@ -1164,18 +1189,13 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         if n_suspect + n_clean != fresh:  # pragma: no cover - an invariant, not an input error
             raise gates.GateError(f"{entity.name}: the suspect split lost rows ({n_suspect} + {n_clean} != {fresh})")
         stats.rows_duplicate = stats.rows_extracted - fresh
-        meta = (f"'{batch_id}' as _batch_id, date '{as_of.isoformat()}' as _as_of, "
-                + (f"cast({upd} as date) as _visible_from, " if is_initial else f"date '{as_of.isoformat()}' as _visible_from, ")
-                + (f"{ts(window_start)} as _window_start, " if window_start else "cast(null as timestamp) as _window_start, ")
-                + f"{ts(window_end)} as _window_end, {ts(loaded_at)} as _loaded_at")
-        contract = ", ".join(ident(c) for c in entity.columns)
         # 3. suspects through the exact gate
         suspects = wh.query_df(f"select {contract}, _row_hash from {flagged} where _suspect")
         if len(suspects):
-            result = gates.gate1_rows(entity, suspects[list(entity.columns)], customer_ids, as_of=as_of,
-                                      settings=gate_settings)
+            result = gates.gate1_rows(entity, suspects[list(entity.columns)], customer_ids and customer_ids(),
+                                      as_of=as_of, settings=gate_settings)
             good = result.good.copy()
-            good["_row_hash"] = suspects.loc[good.index, "_row_hash"].to_numpy()
+            good["_row_hash"] = _suspect_hashes(entity, suspects).loc[good.index].to_numpy()
             bad = result.quarantined
             stats.rows_quarantined = len(bad)
             for rule, k in bad["_rule"].value_counts().items() if len(bad) else ():
@@ -1193,6 +1213,79 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         _commit_batch(wh, entity, stats, landing=landing, run_id=run_id, columns=columns,
                       loaded_at=loaded_at, gate_settings=gate_settings, started=started, also=good_rows)
     return stats
+
+
+def _suspect_hashes(entity: Entity, suspects: pd.DataFrame) -> pd.Series:
+    """The row hashes of suspect rows as read from the source. A first load through SQL
+    stores none (``stored_hash_sql`` computes them from raw later), but gate 1 may clean
+    a suspect's values, and a hash of the cleaned values would not match the source's row
+    when a later overlap window reads it again: these few are hashed here, before gate 1."""
+    stored = suspects["_row_hash"]
+    if stored.notna().all():
+        return stored
+    cols = list(entity.columns)
+    return stored.where(stored.notna(), row_hashes(suspects[cols], cols, entity.columns))
+
+
+def source_key_is_unique(engine, schema: str, entity: Entity) -> bool:
+    """Whether the source table's primary key or a unique constraint is the entity's key
+    alone: then no window of it can hold a key twice, and nobody needs to count."""
+    import sqlalchemy as sa
+
+    try:
+        inspector = sa.inspect(engine)
+        keys = [inspector.get_pk_constraint(entity.name, schema=schema).get("constrained_columns") or []]
+        keys += [u.get("column_names") or [] for u in inspector.get_unique_constraints(entity.name, schema=schema)]
+    except sa.exc.SQLAlchemyError as exc:
+        log.info("%s: cannot read the source's key constraints (%s); counting keys instead",
+                 entity.name, redact(_first_line(exc)))
+        return False
+    return [entity.key] in [list(k) for k in keys]
+
+
+def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, source: str, typed: str, where: str,
+                         meta_with: Callable[[str], str], known: str | None, landing: str, loaded_at: datetime, run_id: str,
+                         columns: list[str], customer_ids, gate_settings, started: float, on_progress) -> None:
+    """A first load of a source whose key is unique, written straight into raw: one scan
+    of the source inserts every row of the window, then the rows gate 1's suspect
+    predicate flags (few) leave raw again and go through ``gates.gate1_rows``; their good
+    rows come back through the landing table, as in the other paths. All of it is one
+    transaction together with the bookkeeping row, so the batch is in raw whole or not at
+    all, and there is no second copy of the table."""
+    from crm_pipeline import gates
+
+    contract = ", ".join(ident(c) for c in entity.columns)
+    target = f"raw.{ident(entity.name)}"
+    # the suspect flag is evaluated once, in the scan: a suspect row lands under a marked
+    # batch id (scanning the transaction's own uncommitted rows again costs more than the
+    # scan from the source) and leaves raw again before the commit
+    suspect = gates.gate1_suspect_sql(entity, as_of=stats.as_of, known_customers_sql=known, key_is_unique=True)
+    marked = f"{stats.batch_id}{SUSPECT_MARK}"
+    meta = meta_with(f"case when {suspect} then '{marked}' else '{stats.batch_id}' end")
+    with wh.transaction():
+        n = wh.scalar(f"insert into {target} ({contract}, {', '.join(RAW_META_COLUMNS)}) "
+                      f"select {contract}, {meta}, cast(null as varchar) from (select {typed} from {source} "
+                      f"where {where})")
+        _fault_point("after_first_chunk", entity)
+        stats.rows_extracted = int(n or 0)
+        suspects = wh.query_df(f"select {contract}, _row_hash from {target} where _batch_id = ?", (marked,))
+        if len(suspects):
+            wh.execute(f"delete from {target} where _batch_id = ?", (marked,))
+            result = gates.gate1_rows(entity, suspects[list(entity.columns)], customer_ids and customer_ids(),
+                                      as_of=stats.as_of, settings=gate_settings)
+            good = result.good.copy()
+            good["_row_hash"] = _suspect_hashes(entity, suspects).loc[good.index].to_numpy()
+            bad = result.quarantined
+            stats.rows_quarantined = len(bad)
+            for rule, k in bad["_rule"].value_counts().items() if len(bad) else ():
+                stats.quarantine_rules[rule] = int(k)
+            _write_chunk(wh, entity, good, bad, landing=landing, batch_id=stats.batch_id, as_of=stats.as_of,
+                         is_initial=True, window_start=None, window_end=stats.window_end, loaded_at=loaded_at)
+        stats.rows_staged = stats.rows_extracted - stats.rows_quarantined
+        if on_progress:
+            on_progress(stats.rows_extracted)
+        _commit_batch(wh, entity, stats, landing=landing, run_id=run_id, columns=columns,
+                      loaded_at=loaded_at, gate_settings=gate_settings, started=started)
 
 
 def _known_customers_sql(end: str) -> str:
@@ -1242,11 +1335,13 @@ def extract_all(
                 except Exception as exc:  # noqa: BLE001 - the chunked readers still work
                     log.warning("cannot attach the source to the warehouse (%s); extracting in chunks",
                                 redact(_first_line(exc)))
+            # loaded once, when an entity after the customers first needs it
+            known_ids = functools.cache(known_customers_loader(wh, as_of))
             for entity in ordered:
                 out.append(
                     extract_entity(
                         wh, engine, entity, as_of=as_of, run_id=run_id, overlap=overlap,
-                        chunk_rows=chunk_rows, known_customer_ids=known_customers_loader(wh, as_of),
+                        chunk_rows=chunk_rows, known_customer_ids=known_ids,
                         gate_settings=gate_settings, reader=reader, pushdown_schema=schema,
                     )
                 )
