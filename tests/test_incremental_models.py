@@ -2,15 +2,17 @@
 
 **Credit snapshot.** Grades for a quarter read only data known by the last day of the
 quarter before, so the credit intermediates (int_credit_indicators,
-int_credit_indicator_points) are incremental: a run inside the same quarter with the same
-fingerprint keeps the stored rows, any other run computes them again. To tell "kept" from
-"computed again to the same values", the test changes one stored value by hand:
+int_credit_indicator_points, int_credit_grades) are incremental: a run inside the same
+quarter with the same fingerprint keeps the stored rows, any other run computes them
+again. To tell "kept" from "computed again to the same values", the test changes stored
+values by hand:
 
 * D1: first build of quarter Q2; every row carries one 32-hex fingerprint.
-* one indicator value of one customer set to 9999 (fingerprint kept) → D2, same quarter:
-  the 9999 is still there (kept) and the mart customer_credit_grades shows it.
-* the stored fingerprint made stale → D3, same quarter: computed again, every row equal to
-  D1's (the 9999 gone), the same fingerprint as D1.
+* one indicator value of one customer set to 9999, and that customer's graded total
+  score to 12.34 (fingerprints kept) → D2, same quarter: both are still there (kept), and
+  the mart customer_credit_grades shows the kept grade row.
+* the stored fingerprints made stale → D3, same quarter: computed again, every row equal
+  to D1's (the 9999 and the 12.34 gone), the same fingerprint as D1.
 * D4 in the next quarter: only the new quarter's rows, under a new fingerprint.
 
 **Latest orders.** stg_crm__orders_latest recomputes only the orders with a version the
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 
 import duckdb
 import pytest
@@ -43,6 +46,16 @@ def _indicators(path) -> list[tuple]:
     try:
         return con.execute("select customer_id, grade_quarter, ind_order_frequency, ind_debt_ratio, "
                            "_input_fingerprint from intermediate.int_credit_indicators order by customer_id").fetchall()
+    finally:
+        con.close()
+
+
+def _grade(path, customer: int) -> tuple:
+    """(ind_order_frequency, total_score, grade_quarter) the mart customer_credit_grades shows."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("select ind_order_frequency, total_score, grade_quarter from audit.customer_credit_grades "
+                           "where customer_id = ?", (customer,)).fetchone()
     finally:
         con.close()
 
@@ -100,24 +113,24 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     customer = first[0][0]
     assert first[0][2] != 9999
 
+    graded = _grade(wh, customer)
+    assert graded[1] != Decimal("12.34") and graded[2] == date(2026, 4, 1)
     _execute(wh, "update intermediate.int_credit_indicators set ind_order_frequency = 9999 where customer_id = ?",
              (customer,))
+    _execute(wh, "update intermediate.int_credit_grades set total_score = 12.34 where customer_id = ?", (customer,))
     _run(home, D2)
     assert _check_latest_orders(wh, D2) == {D1, D2}  # only the changed orders were rewritten
     kept = _indicators(wh)
     assert kept[0][:2] == (customer, date(2026, 4, 1)) and kept[0][2] == 9999
     assert kept[1:] == first[1:]
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        shown = con.execute("select ind_order_frequency, grade_quarter from audit.customer_credit_grades "
-                            "where customer_id = ?", (customer,)).fetchall()
-    finally:
-        con.close()
-    assert shown == [(9999, date(2026, 4, 1))]
+    # the mart publishes the kept grade row (graded at D1, before the 9999)
+    assert _grade(wh, customer) == (graded[0], Decimal("12.34"), date(2026, 4, 1))
 
-    _execute(wh, "update intermediate.int_credit_indicators set _input_fingerprint = 'stale'")
+    for table in ("int_credit_indicators", "int_credit_indicator_points", "int_credit_grades"):
+        _execute(wh, f"update intermediate.{table} set _input_fingerprint = 'stale'")
     _run(home, D3)
     assert _indicators(wh) == first
+    assert _grade(wh, customer) == graded
     assert _check_latest_orders(wh, D3) == {D1, D2, D3}
 
     _run(home, D4)

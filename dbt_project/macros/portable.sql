@@ -135,6 +135,20 @@
     {{ return(['character', 'fulfilment', 'solvency', 'operating', 'profitability']) }}
 {%- endmacro %}
 
+{#- The published columns of customer_credit_grades, in order: what int_credit_grades
+    computes, without its snapshot fingerprint. -#}
+{% macro credit_grade_columns() -%}
+    {%- set columns = ['customer_id', 'grade_quarter', 'data_through', 'total_score', 'credit_grade',
+                       'financial_points', 'non_financial_points'] -%}
+    {%- for cat in credit_category_names() -%}{%- do columns.append('cat_' ~ cat ~ '_points') -%}{%- endfor -%}
+    {%- do columns.extend(['has_financial_statements', 'statement_period_end', 'missing_indicator_count',
+                           'missing_indicators']) -%}
+    {%- for name in credit_indicator_names() -%}
+        {%- do columns.extend(['ind_' ~ name, 'pts_' ~ name]) -%}
+    {%- endfor -%}
+    {{ return(columns) }}
+{%- endmacro %}
+
 {#- Complaint categories with their own column in complaint_summary (cat_<name>); any
     other source category is counted under 'other'. -#}
 {% macro complaint_category_names() -%}
