@@ -509,3 +509,25 @@ def test_gate2_on_postgres():
                         "and pid <> pg_backend_pid()", (name,))
             cur.execute(f"drop database if exists {name}")
         admin.close()
+
+
+def test_gate2_reads_only_the_columns_its_checks_name():
+    """A mart of a million rows by 60 columns is read with the columns its expectations,
+    examples and derived checks name; a table-wide column check reads everything."""
+    spec = {
+        "expectations": [
+            {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["customer_id", "grade_quarter"]}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "credit_grade"},
+             "meta": {"example_column": "customer_id"}},
+            {"type": "expect_column_values_to_be_between", "kwargs": {"column": "total_score"},
+             "meta": {"example_format": "{customer_id}: {total_score} in {grade_quarter}"}},
+            {"type": "expect_table_row_count_to_equal", "kwargs": {"value": "$expected_customers"}},
+        ],
+        "derived": [{"kind": "tier_sizes"}, {"kind": "mix_vs_published", "column": "segment_name"},
+                    {"kind": "volume_vs_published", "expectations": []}],
+    }
+    assert gates._gate2_columns(spec) == {"customer_id", "grade_quarter", "credit_grade", "total_score",
+                                          "value_tier", "segment_name"}
+    wide = {"expectations": [{"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["a"]}}]}
+    assert gates._gate2_columns(wide) is None
+    assert gates._gate2_columns({"derived": [{"kind": "something_new"}]}) is None

@@ -1139,7 +1139,12 @@ def _gate2_audit(wh, *, as_of, docs_dir, settings, expected_customers) -> Gate2R
             else:
                 checks.append(_check(fq, "table_exists", None, True, 0, [], "skipped: table not built yet"))
             continue
-        frame = _read(wh, f"select * from {_qident(schema)}.{_qident(table)}", fq)
+        wanted = _gate2_columns(tspec)
+        present = wh.columns(schema, table)
+        # only the columns the checks read (a mart can be a million rows by 60 columns); a
+        # column the mart lacks stays out, so its expectation errors and fails as before
+        cols = present if wanted is None else [c for c in present if c in wanted] or present[:1]
+        frame = _read(wh, f"select {', '.join(_qident(c) for c in cols)} from {_qident(schema)}.{_qident(table)}", fq)
         datasets.append(_Dataset(fq, frame, tspec.get("expectations", []), fq))
         for derived in tspec.get("derived", []):
             ds = _derived_dataset(wh, derived, table, frame, params, schema)
@@ -1196,6 +1201,44 @@ def _gate2_audit(wh, *, as_of, docs_dir, settings, expected_customers) -> Gate2R
     if resolved:
         docs_path = str(Path(docs_dir) / "index.html")
     return Gate2Result(passed=not failures, failures=failures, checks=checks, docs_path=docs_path, warnings=warnings_)
+
+
+#: derived checks that read only their ``column`` (with its default) from the mart's frame
+_DERIVED_FRAME_COLUMN = {"tier_sizes": "value_tier", "mix_vs_published": "segment", "volume_vs_published": None,
+                         "coverage": None}
+
+
+def _gate2_columns(tspec: dict) -> set[str] | None:
+    """The columns of a mart its gate 2 checks read (None: all of them): the columns of its
+    expectations, their example columns and example formats, and those of its derived
+    checks."""
+    import string
+
+    cols: set[str] = set()
+    for exp in tspec.get("expectations", []):
+        kw, meta = exp.get("kwargs") or {}, exp.get("meta") or {}
+        for k in ("column", "column_A", "column_B", "example_column"):
+            v = kw.get(k) if k != "example_column" else meta.get(k)
+            if isinstance(v, str):
+                cols.add(v)
+        for k in ("column_list", "column_set"):
+            if isinstance(kw.get(k), list):
+                cols.update(v for v in kw[k] if isinstance(v, str))
+        if isinstance(meta.get("example_format"), str):
+            cols.update(f for _, f, _, _ in string.Formatter().parse(meta["example_format"]) if f)
+        if exp.get("type", "").startswith("expect_table_columns"):
+            return None
+    for derived in tspec.get("derived", []):
+        kind = derived.get("kind")
+        if kind not in _DERIVED_FRAME_COLUMN:
+            return None
+        default = _DERIVED_FRAME_COLUMN[kind]
+        if default is not None:
+            cols.add(derived.get("column", default))
+        for exp in derived.get("expectations", []):
+            if kind == "volume_vs_published" and (exp.get("kwargs") or {}).get("column"):
+                cols.add(exp["kwargs"]["column"])
+    return cols
 
 
 def _qident(name: str) -> str:

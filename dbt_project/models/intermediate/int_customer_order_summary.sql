@@ -23,8 +23,7 @@ purchase_days as (
     select
         customer_id,
         order_date,
-        sum(net_revenue) as day_net_revenue,
-        row_number() over (partition by customer_id order by order_date) as day_number
+        sum(net_revenue) as day_net_revenue
     from purchases
     group by customer_id, order_date
 ),
@@ -35,9 +34,30 @@ day_summary as (
         min(order_date) as first_order_date,
         max(order_date) as last_order_date,
         count(*) as order_days,
-        -- spend on repeat purchase days: the first purchase day is not a repeat
-        sum(case when day_number > 1 then day_net_revenue end) as repeat_net_revenue
+        sum(day_net_revenue) as all_days_net_revenue
     from purchase_days
+    group by customer_id
+),
+
+-- spend on repeat purchase days = all purchase days but the first (a join on the first
+-- day costs less than numbering every customer's days)
+first_day as (
+    select
+        purchase_days.customer_id,
+        purchase_days.day_net_revenue as first_day_net_revenue
+    from purchase_days
+    inner join day_summary
+        on purchase_days.customer_id = day_summary.customer_id
+        and purchase_days.order_date = day_summary.first_order_date
+),
+
+categories as (
+    select customer_id, count(*) as product_categories
+    from (
+        select distinct customer_id, product_category
+        from purchases
+        where product_category is not null
+    ) as customer_categories
     group by customer_id
 ),
 
@@ -47,7 +67,6 @@ order_summary as (
         count(*) as orders_to_date,
         sum(net_revenue) as total_net_revenue,
         sum(gross_margin) as total_gross_margin,
-        count(distinct product_category) as product_categories,
         sum(case when order_date >= cast('{{ trailing_start }}' as date) then net_revenue else 0 end)
             as trailing_net_revenue,
         sum(case when order_date >= cast('{{ trailing_start }}' as date) then gross_margin else 0 end)
@@ -70,20 +89,23 @@ final as (
         cast({{ dbt.datediff('days.first_order_date', 'days.last_order_date', 'day') }} as integer)
             as repeat_span_days,
         cast({{ dbt.datediff('days.first_order_date', as_of_date(), 'day') }} as integer) as age_days,
-        case when days.order_days > 1
-            then {{ value_money_ratio('days.repeat_net_revenue', 'days.order_days - 1') }}
-        end as avg_repeat_spend,
+        cast(case when days.order_days > 1
+            then {{ value_money_ratio('days.all_days_net_revenue - first_day.first_day_net_revenue',
+                                      'days.order_days - 1') }}
+        end as numeric(18, 2)) as avg_repeat_spend,
         cast(coalesce(summary.orders_to_date, 0) as integer) as orders_to_date,
         cast(coalesce(summary.total_net_revenue, 0) as numeric(18, 2)) as total_net_revenue,
         cast(coalesce(summary.total_gross_margin, 0) as numeric(18, 2)) as total_gross_margin,
         cast(coalesce(summary.trailing_net_revenue, 0) as numeric(18, 2)) as trailing_net_revenue,
         cast(coalesce(summary.trailing_gross_margin, 0) as numeric(18, 2)) as trailing_gross_margin,
         cast(coalesce(summary.trailing_orders, 0) as integer) as trailing_orders,
-        cast(coalesce(summary.product_categories, 0) as integer) as product_categories,
+        cast(coalesce(categories.product_categories, 0) as integer) as product_categories,
         cast({{ dbt.datediff('customers.created_date', as_of_date(), 'day') }} as integer) as tenure_days
     from customers
     left join day_summary as days on customers.customer_id = days.customer_id
+    left join first_day on customers.customer_id = first_day.customer_id
     left join order_summary as summary on customers.customer_id = summary.customer_id
+    left join categories on customers.customer_id = categories.customer_id
 )
 
 select * from final
