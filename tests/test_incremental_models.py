@@ -60,6 +60,20 @@ def _grade(path, customer: int) -> tuple:
         con.close()
 
 
+def _docs_stage(path) -> dict:
+    """The details of the latest run's docs stage."""
+    import json
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        status, details = con.execute("select status, details from ops.run_stages where stage = 'docs' "
+                                      "order by started_at desc limit 1").fetchone()
+    finally:
+        con.close()
+    assert status == "ok"
+    return json.loads(details) if isinstance(details, str) else details
+
+
 def _execute(path, sql: str, params=()) -> None:
     con = duckdb.connect(str(path))
     try:
@@ -93,7 +107,7 @@ def _check_latest_orders(path, as_of: date) -> set[date]:
 def _run(home, as_of: date) -> None:
     # a 300-customer demo day has a handful of rows per entity, of which the demo breaks some
     done = crm("run", "--home", str(home), "--as-of", as_of.isoformat(),
-               env={"CRM_GATE_MAX_QUARANTINE_SHARE": "1"})
+               env={"CRM_GATE_MAX_QUARANTINE_SHARE": "1", "CRM_DBT_DOCS": "1"})
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
 
@@ -105,6 +119,9 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
 
     _run(home, D1)
     assert _check_latest_orders(wh, D1) == {D1}
+    assert "kept" not in _docs_stage(wh)  # the first run generates the dbt docs
+    index = home / "docs" / "dbt" / "index.html"
+    generated_at = index.stat().st_mtime_ns
     first = _indicators(wh)
     assert len(first) > 100
     fingerprints = {r[4] for r in first}
@@ -120,6 +137,8 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     _execute(wh, "update intermediate.int_credit_grades set total_score = 12.34 where customer_id = ?", (customer,))
     _run(home, D2)
     assert _check_latest_orders(wh, D2) == {D1, D2}  # only the changed orders were rewritten
+    # the same dbt project and target: the docs of D1 are kept, not generated again
+    assert "kept" in _docs_stage(wh) and index.stat().st_mtime_ns == generated_at
     kept = _indicators(wh)
     assert kept[0][:2] == (customer, date(2026, 4, 1)) and kept[0][2] == 9999
     assert kept[1:] == first[1:]

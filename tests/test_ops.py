@@ -95,3 +95,37 @@ def test_bad_dates_are_one_clear_line(tmp_path):
     assert "is not a date" in result.output and "YYYY-MM-DD" in result.output
     result = CliRunner().invoke(app, ["backfill", "--home", str(tmp_path), "--from", "2026-07-02", "--to", "2026-07-01"])
     assert result.exit_code == 1 and "before" in result.output
+
+
+def test_dbt_docs_are_kept_while_the_project_and_target_are_the_same(tmp_path):
+    """dbt docs describe the project: regenerated when any project file or the target
+    changes, kept otherwise (dbt's own output folders do not count)."""
+    import shutil
+
+    from crm_pipeline import dbt_ops
+    from crm_pipeline.settings import DBT_PROJECT_DIR
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    first = dbt_ops.project_fingerprint(project, "duckdb")
+    assert first == dbt_ops.project_fingerprint(project, "duckdb")
+    assert first != dbt_ops.project_fingerprint(project, "postgres")
+    (project / "target").mkdir()
+    (project / "target" / "manifest.json").write_text("{}")
+    (project / "logs").mkdir()
+    (project / "logs" / "dbt.log").write_text("a run")
+    assert dbt_ops.project_fingerprint(project, "duckdb") == first
+    model = project / "models" / "marts" / "customer_segments.sql"
+    model.write_text(model.read_text() + "\n-- a change\n")
+    changed = dbt_ops.project_fingerprint(project, "duckdb")
+    assert changed != first
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    assert not dbt_ops.docs_are_current(docs, changed)
+    (docs / "index.html").write_text("<html></html>")
+    (docs / "catalog.json").write_text("{}")
+    assert not dbt_ops.docs_are_current(docs, changed)  # no record of what they came from
+    (docs / dbt_ops.DOCS_FINGERPRINT_FILE).write_text(first)
+    assert not dbt_ops.docs_are_current(docs, changed)
+    assert dbt_ops.docs_are_current(docs, first)

@@ -65,3 +65,17 @@
         select 1
     {%- endif -%}
 {%- endmacro %}
+
+{#- The closing SELECT of a snapshot model: the rows of CTE `cte` with this run's
+    fingerprint, or none when the stored rows already carry it (they are kept). -#}
+{% macro credit_snapshot_rows(cte) -%}
+    {%- set fingerprint = credit_input_fingerprint() -%}
+select
+    *,
+    cast('{{ fingerprint }}' as varchar(32)) as _input_fingerprint
+from {{ cte }}
+{%- if credit_snapshot_is_current(fingerprint) %}
+-- the stored rows were computed from the same inputs: nothing to add
+where 1 = 0
+{%- endif %}
+{%- endmacro %}

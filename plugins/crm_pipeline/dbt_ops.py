@@ -145,8 +145,36 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         pipeline.record_success(run_id, self.stage, started_at, time.perf_counter() - t0, self._counts)
 
 
-def generate_docs(target_dir, as_of: str) -> str:
-    """``dbt docs generate`` into ``target_dir``; returns the index.html path."""
+#: what the dbt docs in a docs folder were generated from (see ``generate_docs``)
+DOCS_FINGERPRINT_FILE = ".crm-docs-fingerprint"
+
+
+def project_fingerprint(project_dir: Path, target: str) -> str:
+    """md5 of the dbt project as dbt docs show it: every file of it (models, macros,
+    seeds, tests, dbt_project.yml, profiles.yml) except dbt's own output, and the target."""
+    digest = hashlib.md5(f"target={target}\0".encode())
+    root = Path(project_dir)
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or rel.parts[0] in ("target", "logs", "dbt_packages") or path.name.startswith("."):
+            continue
+        digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def docs_are_current(target_dir: Path, fingerprint: str) -> bool:
+    """Whether ``target_dir`` holds docs generated from a project with ``fingerprint``."""
+    target_dir = Path(target_dir)
+    marker = target_dir / DOCS_FINGERPRINT_FILE
+    return ((target_dir / "index.html").exists() and (target_dir / "catalog.json").exists()
+            and marker.exists() and marker.read_text().strip() == fingerprint)
+
+
+def generate_docs(target_dir, as_of: str, *, force: bool = False) -> tuple[str, bool]:
+    """``dbt docs generate`` into ``target_dir``; returns (the index.html path, whether it
+    was generated). dbt docs describe the project (models, columns, lineage, tests) and
+    the relations' columns, which change with the project, not with the night's data:
+    docs generated from the same project and target are kept unless ``force``."""
     import os
     from pathlib import Path
 
@@ -155,6 +183,9 @@ def generate_docs(target_dir, as_of: str) -> str:
     from crm_pipeline.settings import RunSettings
 
     env = RunSettings.resolve().warehouse.dbt_env()
+    fingerprint = project_fingerprint(DBT_PROJECT_DIR, env["CRM_DBT_TARGET"])
+    if not force and docs_are_current(Path(target_dir), fingerprint):
+        return str(Path(target_dir) / "index.html"), False
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -171,4 +202,5 @@ def generate_docs(target_dir, as_of: str) -> str:
                 os.environ[k] = v
     if not result.success:
         raise DbtStageError(f"dbt docs generate failed: {result.exception or 'see the dbt log'}")
-    return str(Path(target_dir) / "index.html")
+    (Path(target_dir) / DOCS_FINGERPRINT_FILE).write_text(fingerprint)
+    return str(Path(target_dir) / "index.html"), True

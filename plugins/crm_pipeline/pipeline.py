@@ -189,8 +189,12 @@ def finish(run_id: str, as_of: date) -> None:
             runs.finish_run(wh, run_id, "success", None, None)
         return
     try:
-        index = dbt_ops.generate_docs(settings.home / "docs" / "dbt", as_of.isoformat())
-        record_success(run_id, "docs", started_at, time.perf_counter() - t0, {"dbt_docs": index})
+        index, generated = dbt_ops.generate_docs(settings.home / "docs" / "dbt", as_of.isoformat(),
+                                                 force=os.environ.get("CRM_DBT_DOCS") == "always")
+        details = {"dbt_docs": index}
+        if not generated:
+            details["kept"] = "generated earlier from the same dbt project and target"
+        record_success(run_id, "docs", started_at, time.perf_counter() - t0, details)
     except Exception as exc:  # noqa: BLE001
         log.warning("dbt docs were not generated: %s", one_line(exc))
         with Warehouse(settings.warehouse) as wh:

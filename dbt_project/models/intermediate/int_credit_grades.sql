@@ -6,7 +6,6 @@
     every run inside a quarter grades from the same inputs, so the rows are reused. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
           pre_hook="{{ credit_snapshot_reset() }}") }}
-{%- set fingerprint = credit_input_fingerprint() %}
 {%- set indicators = credit_indicator_names() %}
 {%- set categories = credit_category_names() %}
 
@@ -84,11 +83,4 @@ final as (
         and graded.grade_rank = 1
 )
 
-select
-    *,
-    cast('{{ fingerprint }}' as varchar(32)) as _input_fingerprint
-from final
-{%- if credit_snapshot_is_current(fingerprint) %}
--- the stored rows were computed from the same inputs: nothing to add
-where 1 = 0
-{%- endif %}
+{{ credit_snapshot_rows('final') }}

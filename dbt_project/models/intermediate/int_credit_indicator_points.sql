@@ -6,7 +6,6 @@
 {#- Incremental per quarter: reused while its inputs are unchanged (macros/credit_snapshot.sql). -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
           pre_hook="{{ credit_snapshot_reset() }}") }}
-{%- set fingerprint = credit_input_fingerprint() %}
 {%- set indicators = credit_indicator_names() %}
 
 with indicators as (
@@ -58,11 +57,4 @@ final as (
         and long_values.indicator_value < bins.upper_bound
 )
 
-select
-    *,
-    cast('{{ fingerprint }}' as varchar(32)) as _input_fingerprint
-from final
-{%- if credit_snapshot_is_current(fingerprint) %}
--- the stored rows were computed from the same inputs: nothing to add
-where 1 = 0
-{%- endif %}
+{{ credit_snapshot_rows('final') }}

@@ -7,7 +7,6 @@
 {#- Incremental per quarter: reused while its inputs are unchanged (macros/credit_snapshot.sql). -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
           pre_hook="{{ credit_snapshot_reset() }}") }}
-{%- set fingerprint = credit_input_fingerprint() %}
 {%- set dates = _credit_quarter_dates() %}
 {%- set through = modules.datetime.date.fromisoformat(dates['data_through']) %}
 {%- set window_start = (through - modules.datetime.timedelta(days=(var('credit_window_days') | int) - 1)).isoformat() %}
@@ -243,11 +242,4 @@ final as (
     left join statements on customers.customer_id = statements.customer_id
 )
 
-select
-    *,
-    cast('{{ fingerprint }}' as varchar(32)) as _input_fingerprint
-from final
-{%- if credit_snapshot_is_current(fingerprint) %}
--- the stored rows were computed from the same inputs: nothing to add
-where 1 = 0
-{%- endif %}
+{{ credit_snapshot_rows('final') }}
