@@ -400,7 +400,8 @@ def bench(
              "(the benchmark uses <db>_h1/<db>_h2 next to it); repeat for several (default: duckdb and postgres)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
     home: Optional[Path] = typer.Option(None, "--home", help="Folder for the runs' state (default ./.crm/bench)."),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help=f"Day of the full load (default {date(2025, 6, 30)})."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Day of the full load (default 2025-06-15, a night "
+                                                                 "inside a quarter)."),
     skip_naive: bool = typer.Option(False, "--skip-naive", help="Skip the slow pandas read_sql reference reader."),
     skip_reference: bool = typer.Option(False, "--skip-reference", help="Skip all reference readers."),
     phases: str = typer.Option("full,increment,full_2x,increment_2x", "--phases",
