@@ -1192,16 +1192,8 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         # 3. suspects through the exact gate
         suspects = wh.query_df(f"select {contract}, _row_hash from {flagged} where _suspect")
         if len(suspects):
-            result = gates.gate1_rows(entity, suspects[list(entity.columns)], customer_ids and customer_ids(),
-                                      as_of=as_of, settings=gate_settings)
-            good = result.good.copy()
-            good["_row_hash"] = _suspect_hashes(entity, suspects).loc[good.index].to_numpy()
-            bad = result.quarantined
-            stats.rows_quarantined = len(bad)
-            for rule, k in bad["_rule"].value_counts().items() if len(bad) else ():
-                stats.quarantine_rules[rule] = int(k)
-            _write_chunk(wh, entity, good, bad, landing=landing, batch_id=batch_id, as_of=as_of, is_initial=is_initial,
-                         window_start=window_start, window_end=window_end, loaded_at=loaded_at)
+            _gate_suspects(wh, entity, stats, suspects, customer_ids, gate_settings, landing=landing,
+                           loaded_at=loaded_at)
         stats.rows_staged = fresh - stats.rows_quarantined
         if on_progress:
             on_progress(stats.rows_extracted)
@@ -1213,6 +1205,26 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         _commit_batch(wh, entity, stats, landing=landing, run_id=run_id, columns=columns,
                       loaded_at=loaded_at, gate_settings=gate_settings, started=started, also=good_rows)
     return stats
+
+
+def _gate_suspects(wh: Warehouse, entity: Entity, stats: BatchStats, suspects: pd.DataFrame, customer_ids,
+                   gate_settings, *, landing: str, loaded_at: datetime) -> None:
+    """The SQL paths' suspect rows through the exact gate 1 (``customer_ids``: a loader of
+    the known ids, called only here): good rows and quarantine into the landing tables,
+    counts into ``stats``."""
+    from crm_pipeline import gates
+
+    result = gates.gate1_rows(entity, suspects[list(entity.columns)], customer_ids and customer_ids(),
+                              as_of=stats.as_of, settings=gate_settings)
+    good = result.good.copy()
+    good["_row_hash"] = _suspect_hashes(entity, suspects).loc[good.index].to_numpy()
+    bad = result.quarantined
+    stats.rows_quarantined = len(bad)
+    for rule, k in bad["_rule"].value_counts().items() if len(bad) else ():
+        stats.quarantine_rules[rule] = int(k)
+    _write_chunk(wh, entity, good, bad, landing=landing, batch_id=stats.batch_id, as_of=stats.as_of,
+                 is_initial=stats.is_initial, window_start=stats.window_start, window_end=stats.window_end,
+                 loaded_at=loaded_at)
 
 
 def _suspect_hashes(entity: Entity, suspects: pd.DataFrame) -> pd.Series:
@@ -1271,16 +1283,8 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
         suspects = wh.query_df(f"select {contract}, _row_hash from {target} where _batch_id = ?", (marked,))
         if len(suspects):
             wh.execute(f"delete from {target} where _batch_id = ?", (marked,))
-            result = gates.gate1_rows(entity, suspects[list(entity.columns)], customer_ids and customer_ids(),
-                                      as_of=stats.as_of, settings=gate_settings)
-            good = result.good.copy()
-            good["_row_hash"] = _suspect_hashes(entity, suspects).loc[good.index].to_numpy()
-            bad = result.quarantined
-            stats.rows_quarantined = len(bad)
-            for rule, k in bad["_rule"].value_counts().items() if len(bad) else ():
-                stats.quarantine_rules[rule] = int(k)
-            _write_chunk(wh, entity, good, bad, landing=landing, batch_id=stats.batch_id, as_of=stats.as_of,
-                         is_initial=True, window_start=None, window_end=stats.window_end, loaded_at=loaded_at)
+            _gate_suspects(wh, entity, stats, suspects, customer_ids, gate_settings, landing=landing,
+                           loaded_at=loaded_at)
         stats.rows_staged = stats.rows_extracted - stats.rows_quarantined
         if on_progress:
             on_progress(stats.rows_extracted)
