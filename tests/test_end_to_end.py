@@ -188,6 +188,76 @@ def test_rfm_scores_of_hand_built_customers(first_run):
     assert prospect_segment == "Prospect"
 
 
+def _months_back(d: date, months: int) -> date:
+    m = d.year * 12 + d.month - 1 - months
+    return date(m // 12, m % 12 + 1, 1)
+
+
+def test_retention_metrics_match_their_definition(first_run):
+    """Every published period recomputed customer by customer from the purchase days,
+    straight from the definitions (active on day x = a purchase in [x - 364, x])."""
+    import bisect
+    from collections import defaultdict
+    from decimal import Decimal
+
+    home, result = first_run
+    assert result.exit_code == 0, result.output
+    active_days = 365
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        days = con.execute(
+            "select customer_id, order_date, sum(net_revenue) from intermediate.int_orders "
+            "where is_purchase group by 1, 2 order by 1, 2").fetchall()
+        published = con.execute(
+            "select period_type, period_start, period_end, measured_through, is_complete, customers_at_start, "
+            "retained_customers, churned_customers, new_customers, customers_at_end, start_customers_revenue, "
+            "start_customers_prior_revenue, revenue_lost_churned, retention_rate "
+            "from published.retention_metrics order by 1, 2").fetchall()
+    customers: dict[int, tuple[list[date], list[Decimal]]] = defaultdict(lambda: ([], []))
+    for cid, d, revenue in days:
+        customers[cid][0].append(d)
+        customers[cid][1].append(Decimal(revenue))
+
+    def active(dates: list[date], x: date) -> bool:
+        i = bisect.bisect_right(dates, x)
+        return i > 0 and dates[i - 1] > x - timedelta(days=active_days)
+
+    def revenue(dates: list[date], amounts: list[Decimal], lo: date, hi: date) -> Decimal:
+        return sum(amounts[bisect.bisect_left(dates, lo):bisect.bisect_right(dates, hi)], Decimal(0))
+
+    assert len(published) > 40
+    churned_somewhere = 0
+    for (ptype, start, end, through, complete, at_start, retained, churned, new, at_end, start_rev,
+         prior_rev, lost, rate) in published:
+        months = 1 if ptype == "month" else 3
+        prior_start = _months_back(start, months)
+        prior_through = start - timedelta(days=1) if complete else min(
+            prior_start + (through - start), start - timedelta(days=1))
+        want = dict(at_start=0, retained=0, new=0, at_end=0, start_rev=Decimal(0), prior_rev=Decimal(0),
+                    lost=Decimal(0))
+        for dates, amounts in customers.values():
+            if start <= dates[0] <= through:
+                want["new"] += 1
+            is_active_at_end = active(dates, through)
+            want["at_end"] += is_active_at_end
+            if not active(dates, start - timedelta(days=1)):
+                continue
+            want["at_start"] += 1
+            want["retained"] += is_active_at_end
+            want["start_rev"] += revenue(dates, amounts, start, through)
+            want["prior_rev"] += revenue(dates, amounts, prior_start, prior_through)
+            if not is_active_at_end:
+                want["lost"] += revenue(dates, amounts, start - timedelta(days=active_days),
+                                        start - timedelta(days=1))
+        got = dict(at_start=at_start, retained=retained, new=new, at_end=at_end, start_rev=start_rev,
+                   prior_rev=prior_rev, lost=lost)
+        assert got == want, (ptype, start)
+        assert churned == at_start - retained, (ptype, start)
+        churned_somewhere += churned
+        if at_start:
+            assert float(rate) == pytest.approx(retained / at_start, abs=1e-6)
+    assert churned_somewhere > 0
+
+
 def test_second_day_extracts_only_what_changed(first_run):
     home, first = first_run
     assert first.exit_code == 0, first.output
