@@ -15,7 +15,7 @@ values by hand:
   to D1's (the 9999 and the 12.34 gone), the same fingerprint as D1.
 * D4 in the next quarter: only the new quarter's rows, under a new fingerprint.
 
-**Latest orders.** stg_crm__orders_latest recomputes only the orders with a version the
+**Latest orders.** stg_crm__orders_latest (and int_orders, derived from it) recomputes only the orders with a version the
 run may read that the previous build could not. After every run (full first build, three
 incremental ones, then a backfill of D2 that rebuilds everything) it must hold exactly
 what the as-of rule gives, written here by hand against raw: per order the version with
@@ -104,6 +104,30 @@ def _check_latest_orders(path, as_of: date) -> set[date]:
     return built
 
 
+def _check_int_orders(path) -> set[date]:
+    """int_orders equals its rule applied afresh to stg_crm__orders (written here by hand:
+    purchases are placed, shipped and returned orders; net revenue and margin count placed
+    and shipped ones); returns its _built_as_of dates."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        expected = con.execute(
+            "select order_id, customer_id, order_date, status, status in ('placed', 'shipped', 'returned'), "
+            "case when status in ('placed', 'shipped') then gross_amount else 0 end, "
+            "case when status in ('placed', 'shipped') then gross_amount - cost_amount else 0 end, "
+            "paid_amount, paid_at from staging.stg_crm__orders order by order_id").fetchall()
+        got = con.execute(
+            "select order_id, customer_id, order_date, status, is_purchase, net_revenue, gross_margin, "
+            "paid_amount, paid_at from intermediate.int_orders order by order_id").fetchall()
+        built = {r[0] for r in con.execute("select distinct _built_as_of from intermediate.int_orders").fetchall()}
+        versions = con.execute("select count(distinct _code_version) from intermediate.int_orders").fetchone()[0]
+    finally:
+        con.close()
+    assert len(expected) > 1000
+    assert got == expected, f"int_orders: {len(got)} rows, expected {len(expected)}"
+    assert versions == 1
+    return built
+
+
 def _run(home, as_of: date) -> None:
     # a 300-customer demo day has a handful of rows per entity, of which the demo breaks some
     done = crm("run", "--home", str(home), "--as-of", as_of.isoformat(),
@@ -119,6 +143,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
 
     _run(home, D1)
     assert _check_latest_orders(wh, D1) == {D1}
+    assert _check_int_orders(wh) == {D1}
     assert "kept" not in _docs_stage(wh)  # the first run generates the dbt docs
     index = home / "docs" / "dbt" / "index.html"
     generated_at = index.stat().st_mtime_ns
@@ -137,6 +162,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     _execute(wh, "update intermediate.int_credit_grades set total_score = 12.34 where customer_id = ?", (customer,))
     _run(home, D2)
     assert _check_latest_orders(wh, D2) == {D1, D2}  # only the changed orders were rewritten
+    assert _check_int_orders(wh) == {D1, D2}
     # the same dbt project and target: the docs of D1 are kept, not generated again
     assert "kept" in _docs_stage(wh) and index.stat().st_mtime_ns == generated_at
     kept = _indicators(wh)
@@ -151,13 +177,18 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     assert _indicators(wh) == first
     assert _grade(wh, customer) == graded
     assert _check_latest_orders(wh, D3) == {D1, D2, D3}
+    assert _check_int_orders(wh) == {D1, D2, D3}
+    # rows computed by other code are all computed again
+    _execute(wh, "update intermediate.int_orders set _code_version = 0")
 
     _run(home, D4)
     next_quarter = _indicators(wh)
     assert {r[1] for r in next_quarter} == {date(2026, 7, 1)}
     assert len({r[4] for r in next_quarter}) == 1 and next_quarter[0][4] not in fingerprints
     assert D4 in _check_latest_orders(wh, D4)
+    assert _check_int_orders(wh) == {D4}
 
     # a backfill of an earlier date computes every order for that date
     _run(home, D2)
     assert _check_latest_orders(wh, D2) == {D2}
+    assert _check_int_orders(wh) == {D2}

@@ -74,3 +74,66 @@ from latest
         delete from {{ this }} where {{ key }} in ({{ latest_changed_keys(relation, key, state) }})
     {%- endif -%}
 {%- endmacro %}
+
+{#- Models derived from the latest orders and kept between runs the same way (int_orders):
+    besides _built_as_of and _raw_loaded_through, each row stores the code version it was
+    computed with (upstream_code_version); a run with another version computes every row. -#}
+
+{#- A number for the code this model is computed from: the checksums of the model and of
+    every model and seed upstream of it, and var macros_version (the md5 of macros/, which
+    the pipeline passes). 0 at parse time and in unit tests (their graph is empty). -#}
+{% macro upstream_code_version() -%}
+    {%- if not execute or 'nodes' not in graph or model.unique_id not in graph.nodes -%}{{ return(0) }}{%- endif -%}
+    {%- set seen = [] -%}
+    {%- set todo = [model.unique_id] -%}
+    {#- a breadth-first walk up depends_on (Jinja has no while: at most one pass per node) -#}
+    {%- for _ in graph.nodes -%}
+        {%- for uid in todo if uid not in seen and uid in graph.nodes -%}
+            {%- do seen.append(uid) -%}
+            {%- for parent in graph.nodes[uid].depends_on.nodes if parent not in seen -%}
+                {%- do todo.append(parent) -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- set parts = [] -%}
+    {%- for uid in seen | sort -%}
+        {%- do parts.append(uid ~ '=' ~ graph.nodes[uid].checksum.checksum) -%}
+    {%- endfor -%}
+    {%- do parts.append('macros=' ~ var('macros_version', '')) -%}
+    {{ return(local_md5(parts | join('\n'))[:15] | int(0, 16)) }}
+{%- endmacro %}
+
+{#- latest_incremental_state, made 'full' when a stored row has another code version. -#}
+{% macro kept_rows_state(code_version) -%}
+    {%- set state = latest_incremental_state() -%}
+    {%- if state.mode == 'delta' -%}
+        {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+        {%- if '_code_version' not in columns -%}{{ return({'mode': 'full'}) }}{%- endif -%}
+        {%- set result = run_query("select min(_code_version), max(_code_version) from " ~ this) -%}
+        {%- if result.rows[0][0] != code_version or result.rows[0][1] != code_version -%}
+            {{ return({'mode': 'full'}) }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(state) }}
+{%- endmacro %}
+
+{#- The orders a kept order-grain model recomputes on a delta run: those with a changed
+    version, and those whose order date the last build's as_of did not reach yet. -#}
+{% macro kept_orders_changed(state) -%}
+    order_id in ({{ latest_changed_keys(source('raw', 'orders'), 'order_id', state) }})
+    or order_date > cast('{{ state.since }}' as date)
+{%- endmacro %}
+
+{#- The pre-hook of a kept order-grain model: delete what its SELECT appends again. -#}
+{% macro kept_orders_reset() -%}
+    {%- if not execute or this is none or not is_incremental() -%}
+        select 1
+    {%- else -%}
+        {%- set state = kept_rows_state(upstream_code_version()) -%}
+        {%- if state.mode == 'full' -%}
+        delete from {{ this }}
+        {%- else -%}
+        delete from {{ this }} where {{ kept_orders_changed(state) }}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}

@@ -1,7 +1,19 @@
 -- One row per order known as of the run date, with the amounts the marts share:
 -- net revenue (returns and cancellations count zero), gross margin, and payment timing.
+{#- Kept between runs (macros/latest_incremental.sql): a run recomputes only the orders
+    with a changed version or an order date the last build's as_of had not reached; a
+    backfill, a code change upstream or --full-refresh recomputes every order. -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
+          pre_hook="{{ kept_orders_reset() }}",
+          post_hook="{{ analyze_relation(this) }}") }}
+{%- set code_version = upstream_code_version() %}
+{%- set state = kept_rows_state(code_version) %}
+
 with orders as (
     select * from {{ ref('stg_crm__orders') }}
+    {%- if state.mode == 'delta' %}
+    where {{ kept_orders_changed(state) }}
+    {%- endif %}
 ),
 
 final as (
@@ -27,4 +39,9 @@ final as (
     from orders
 )
 
-select * from final
+select
+    *,
+    {{ as_of_date() }} as _built_as_of,
+    (select max(_loaded_at) from {{ source('raw', 'orders') }}) as _raw_loaded_through,
+    cast({{ code_version }} as bigint) as _code_version
+from final
