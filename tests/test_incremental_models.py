@@ -128,6 +128,65 @@ def _check_int_orders(path) -> set[date]:
     return built
 
 
+def _check_order_totals(path) -> set[date]:
+    """int_customer_order_totals equals per-customer totals of int_orders' purchases,
+    written here by hand; returns its _built_as_of dates."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        expected = con.execute(
+            "with p as (select * from intermediate.int_orders where is_purchase), "
+            "d as (select customer_id, order_date, sum(net_revenue) as r from p group by 1, 2) "
+            "select customer_id, min(order_date), max(order_date), count(*), "
+            "sum(r) - arg_min(r, order_date), "
+            "(select count(*) from p where p.customer_id = d.customer_id), "
+            "(select sum(net_revenue) from p where p.customer_id = d.customer_id), "
+            "(select count(distinct product_category) from p where p.customer_id = d.customer_id) "
+            "from d group by customer_id order by customer_id").fetchall()
+        got = con.execute(
+            "select customer_id, first_order_date, last_order_date, order_days, repeat_days_net_revenue, "
+            "orders_to_date, total_net_revenue, product_categories "
+            "from intermediate.int_customer_order_totals order by customer_id").fetchall()
+        built = {r[0] for r in con.execute(
+            "select distinct _built_as_of from intermediate.int_customer_order_totals").fetchall()}
+    finally:
+        con.close()
+    assert len(expected) > 100
+    assert got == expected, f"int_customer_order_totals: {len(got)} rows, expected {len(expected)}"
+    return built
+
+
+def _check_spells(path) -> set[date]:
+    """int_retention_spells equals the activity spells worked out here from int_orders'
+    purchase days (a new spell after a gap of more than 365 days; a spell ends 364 days
+    after its last purchase day); returns its _built_as_of dates."""
+    from datetime import timedelta
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        days = con.execute("select distinct customer_id, order_date from intermediate.int_orders "
+                           "where is_purchase order by 1, 2").fetchall()
+        got = con.execute("select customer_id, spell_no, spell_start, spell_end, next_spell_start "
+                          "from intermediate.int_retention_spells order by 1, 2").fetchall()
+        built = {r[0] for r in con.execute(
+            "select distinct _built_as_of from intermediate.int_retention_spells").fetchall()}
+    finally:
+        con.close()
+    spells: list[list] = []
+    for customer, day in days:
+        if spells and spells[-1][0] == customer and (day - spells[-1][4]).days <= 365:
+            spells[-1][4] = day
+        else:
+            number = spells[-1][1] + 1 if spells and spells[-1][0] == customer else 1
+            spells.append([customer, number, day, None, day])
+    expected = []
+    for i, (customer, number, start, _, last) in enumerate(spells):
+        following = spells[i + 1] if i + 1 < len(spells) and spells[i + 1][0] == customer else None
+        expected.append((customer, number, start, last + timedelta(days=364), following[2] if following else None))
+    assert len(expected) > 100
+    assert got == expected, f"int_retention_spells: {len(got)} rows, expected {len(expected)}"
+    return built
+
+
 def _run(home, as_of: date) -> None:
     # a 300-customer demo day has a handful of rows per entity, of which the demo breaks some
     done = crm("run", "--home", str(home), "--as-of", as_of.isoformat(),
@@ -144,6 +203,8 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     _run(home, D1)
     assert _check_latest_orders(wh, D1) == {D1}
     assert _check_int_orders(wh) == {D1}
+    assert _check_order_totals(wh) == {D1}
+    assert _check_spells(wh) == {D1}
     assert "kept" not in _docs_stage(wh)  # the first run generates the dbt docs
     index = home / "docs" / "dbt" / "index.html"
     generated_at = index.stat().st_mtime_ns
@@ -163,6 +224,8 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     _run(home, D2)
     assert _check_latest_orders(wh, D2) == {D1, D2}  # only the changed orders were rewritten
     assert _check_int_orders(wh) == {D1, D2}
+    assert _check_order_totals(wh) == {D1, D2}
+    assert _check_spells(wh) == {D1, D2}
     # the same dbt project and target: the docs of D1 are kept, not generated again
     assert "kept" in _docs_stage(wh) and index.stat().st_mtime_ns == generated_at
     kept = _indicators(wh)
@@ -173,22 +236,31 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
 
     for table in ("int_credit_indicators", "int_credit_indicator_points", "int_credit_grades"):
         _execute(wh, f"update intermediate.{table} set _input_fingerprint = 'stale'")
+    # int_orders rows computed by other code are all computed again
+    _execute(wh, "update intermediate.int_orders set _code_version = 0")
     _run(home, D3)
     assert _indicators(wh) == first
     assert _grade(wh, customer) == graded
     assert _check_latest_orders(wh, D3) == {D1, D2, D3}
-    assert _check_int_orders(wh) == {D1, D2, D3}
-    # rows computed by other code are all computed again
-    _execute(wh, "update intermediate.int_orders set _code_version = 0")
+    assert _check_int_orders(wh) == {D3}
+    assert _check_order_totals(wh) >= {D1, D3}
+    assert _check_spells(wh) >= {D1, D3}
+    # a table left by code that had fewer columns: computed again with the new ones
+    _execute(wh, "alter table intermediate.int_orders drop column _code_version")
+    _execute(wh, "alter table staging.stg_crm__orders_latest drop column _raw_loaded_through")
 
     _run(home, D4)
     next_quarter = _indicators(wh)
     assert {r[1] for r in next_quarter} == {date(2026, 7, 1)}
     assert len({r[4] for r in next_quarter}) == 1 and next_quarter[0][4] not in fingerprints
-    assert D4 in _check_latest_orders(wh, D4)
+    assert _check_latest_orders(wh, D4) == {D4}
     assert _check_int_orders(wh) == {D4}
+    assert D4 in _check_order_totals(wh)
+    assert D4 in _check_spells(wh)
 
     # a backfill of an earlier date computes every order for that date
     _run(home, D2)
     assert _check_latest_orders(wh, D2) == {D2}
     assert _check_int_orders(wh) == {D2}
+    assert _check_order_totals(wh) == {D2}
+    assert _check_spells(wh) == {D2}

@@ -60,7 +60,7 @@
     rows, delete them (the model's SELECT then appends the quarter computed afresh). -#}
 {% macro credit_snapshot_reset() -%}
     {%- if execute and is_incremental() and not credit_snapshot_is_current(credit_input_fingerprint()) -%}
-        delete from {{ this }}
+        {{ crm_empty_table(this) }}
     {%- else -%}
         select 1
     {%- endif -%}

@@ -69,7 +69,7 @@ from latest
     {%- if not execute or this is none or not is_incremental() -%}
         select 1
     {%- elif state.mode == 'full' -%}
-        delete from {{ this }}
+        {{ crm_empty_table(this) }}
     {%- else -%}
         delete from {{ this }} where {{ key }} in ({{ latest_changed_keys(relation, key, state) }})
     {%- endif -%}
@@ -80,9 +80,9 @@ from latest
     computed with (upstream_code_version); a run with another version computes every row. -#}
 
 {#- A number for the code this model is computed from: the checksums of the model and of
-    every model and seed upstream of it, and var macros_version (the md5 of macros/, which
-    the pipeline passes). 0 at parse time and in unit tests (their graph is empty). -#}
-{% macro upstream_code_version() -%}
+    every model and seed upstream of it, var macros_version (the md5 of macros/, which
+    the pipeline passes) and `extra` (the settings the model reads). 0 at parse time and in unit tests (their graph is empty). -#}
+{% macro upstream_code_version(extra='') -%}
     {%- if not execute or 'nodes' not in graph or model.unique_id not in graph.nodes -%}{{ return(0) }}{%- endif -%}
     {%- set seen = [] -%}
     {%- set todo = [model.unique_id] -%}
@@ -100,6 +100,7 @@ from latest
         {%- do parts.append(uid ~ '=' ~ graph.nodes[uid].checksum.checksum) -%}
     {%- endfor -%}
     {%- do parts.append('macros=' ~ var('macros_version', '')) -%}
+    {%- do parts.append(extra) -%}
     {{ return(local_md5(parts | join('\n'))[:15] | int(0, 16)) }}
 {%- endmacro %}
 
@@ -117,23 +118,36 @@ from latest
     {{ return(state) }}
 {%- endmacro %}
 
-{#- The orders a kept order-grain model recomputes on a delta run: those with a changed
-    version, and those whose order date the last build's as_of did not reach yet. -#}
-{% macro kept_orders_changed(state) -%}
+{#- What a kept model recomputes on a delta run, by grain. 'orders': the orders with a
+    changed version, and those whose order date the last build's as_of did not reach yet.
+    'customers': the customers of those orders (of any of their versions). -#}
+{% macro kept_rows_changed(grain, state) -%}
+    {%- if grain == 'orders' -%}
     order_id in ({{ latest_changed_keys(source('raw', 'orders'), 'order_id', state) }})
     or order_date > cast('{{ state.since }}' as date)
+    {%- elif grain == 'customers' -%}
+    customer_id in (
+        select customer_id from {{ source('raw', 'orders') }}
+        where order_id in ({{ latest_changed_keys(source('raw', 'orders'), 'order_id', state) }})
+        union
+        select customer_id from {{ ref('int_orders') }}
+        where order_date > cast('{{ state.since }}' as date)
+    )
+    {%- else -%}
+    {{ exceptions.raise_compiler_error("kept_rows_changed: unknown grain " ~ grain) }}
+    {%- endif -%}
 {%- endmacro %}
 
-{#- The pre-hook of a kept order-grain model: delete what its SELECT appends again. -#}
-{% macro kept_orders_reset() -%}
+{#- The pre-hook of a kept model: delete what its SELECT appends again. -#}
+{% macro kept_rows_reset(grain, extra='') -%}
     {%- if not execute or this is none or not is_incremental() -%}
         select 1
     {%- else -%}
-        {%- set state = kept_rows_state(upstream_code_version()) -%}
+        {%- set state = kept_rows_state(upstream_code_version(extra)) -%}
         {%- if state.mode == 'full' -%}
-        delete from {{ this }}
+        {{ crm_empty_table(this) }}
         {%- else -%}
-        delete from {{ this }} where {{ kept_orders_changed(state) }}
+        delete from {{ this }} where {{ kept_rows_changed(grain, state) }}
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

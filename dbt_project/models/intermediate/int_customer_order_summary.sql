@@ -9,71 +9,20 @@ with customers as (
     select * from {{ ref('stg_crm__customers') }}
 ),
 
-orders as (
-    select * from {{ ref('int_orders') }}
+totals as (
+    select * from {{ ref('int_customer_order_totals') }}
 ),
 
--- a purchase occasion is an order that was not cancelled (returns still count as a
--- purchase day; they only carry zero net revenue)
-purchases as (
-    select * from orders where is_purchase
-),
-
-purchase_days as (
+-- the trailing window is the only part that reads orders: it moves with the run date
+trailing_window as (
     select
         customer_id,
-        order_date,
-        sum(net_revenue) as day_net_revenue
-    from purchases
-    group by customer_id, order_date
-),
-
-day_summary as (
-    select
-        customer_id,
-        min(order_date) as first_order_date,
-        max(order_date) as last_order_date,
-        count(*) as order_days,
-        sum(day_net_revenue) as all_days_net_revenue
-    from purchase_days
-    group by customer_id
-),
-
--- spend on repeat purchase days = all purchase days but the first (a join on the first
--- day costs less than numbering every customer's days)
-first_day as (
-    select
-        purchase_days.customer_id,
-        purchase_days.day_net_revenue as first_day_net_revenue
-    from purchase_days
-    inner join day_summary
-        on purchase_days.customer_id = day_summary.customer_id
-        and purchase_days.order_date = day_summary.first_order_date
-),
-
-categories as (
-    select customer_id, count(*) as product_categories
-    from (
-        select distinct customer_id, product_category
-        from purchases
-        where product_category is not null
-    ) as customer_categories
-    group by customer_id
-),
-
-order_summary as (
-    select
-        customer_id,
-        count(*) as orders_to_date,
-        sum(net_revenue) as total_net_revenue,
-        sum(gross_margin) as total_gross_margin,
-        sum(case when order_date >= cast('{{ trailing_start }}' as date) then net_revenue else 0 end)
-            as trailing_net_revenue,
-        sum(case when order_date >= cast('{{ trailing_start }}' as date) then gross_margin else 0 end)
-            as trailing_gross_margin,
-        sum(case when order_date >= cast('{{ trailing_start }}' as date) then 1 else 0 end)
-            as trailing_orders
-    from purchases
+        sum(net_revenue) as trailing_net_revenue,
+        sum(gross_margin) as trailing_gross_margin,
+        count(*) as trailing_orders
+    from {{ ref('int_orders') }}
+    where is_purchase
+      and order_date >= cast('{{ trailing_start }}' as date)
     group by customer_id
 ),
 
@@ -81,31 +30,28 @@ final as (
     select
         customers.customer_id,
         {{ as_of_date() }} as as_of,
-        days.first_order_date,
-        days.last_order_date,
-        cast(coalesce(days.order_days, 0) as integer) as order_days,
-        cast(days.order_days - 1 as integer) as frequency,
-        cast({{ dbt.datediff('days.last_order_date', as_of_date(), 'day') }} as integer) as recency_days,
-        cast({{ dbt.datediff('days.first_order_date', 'days.last_order_date', 'day') }} as integer)
+        totals.first_order_date,
+        totals.last_order_date,
+        cast(coalesce(totals.order_days, 0) as integer) as order_days,
+        cast(totals.order_days - 1 as integer) as frequency,
+        cast({{ dbt.datediff('totals.last_order_date', as_of_date(), 'day') }} as integer) as recency_days,
+        cast({{ dbt.datediff('totals.first_order_date', 'totals.last_order_date', 'day') }} as integer)
             as repeat_span_days,
-        cast({{ dbt.datediff('days.first_order_date', as_of_date(), 'day') }} as integer) as age_days,
-        cast(case when days.order_days > 1
-            then {{ value_money_ratio('days.all_days_net_revenue - first_day.first_day_net_revenue',
-                                      'days.order_days - 1') }}
+        cast({{ dbt.datediff('totals.first_order_date', as_of_date(), 'day') }} as integer) as age_days,
+        cast(case when totals.order_days > 1
+            then {{ value_money_ratio('totals.repeat_days_net_revenue', 'totals.order_days - 1') }}
         end as numeric(18, 2)) as avg_repeat_spend,
-        cast(coalesce(summary.orders_to_date, 0) as integer) as orders_to_date,
-        cast(coalesce(summary.total_net_revenue, 0) as numeric(18, 2)) as total_net_revenue,
-        cast(coalesce(summary.total_gross_margin, 0) as numeric(18, 2)) as total_gross_margin,
-        cast(coalesce(summary.trailing_net_revenue, 0) as numeric(18, 2)) as trailing_net_revenue,
-        cast(coalesce(summary.trailing_gross_margin, 0) as numeric(18, 2)) as trailing_gross_margin,
-        cast(coalesce(summary.trailing_orders, 0) as integer) as trailing_orders,
-        cast(coalesce(categories.product_categories, 0) as integer) as product_categories,
+        cast(coalesce(totals.orders_to_date, 0) as integer) as orders_to_date,
+        cast(coalesce(totals.total_net_revenue, 0) as numeric(18, 2)) as total_net_revenue,
+        cast(coalesce(totals.total_gross_margin, 0) as numeric(18, 2)) as total_gross_margin,
+        cast(coalesce(trailing_window.trailing_net_revenue, 0) as numeric(18, 2)) as trailing_net_revenue,
+        cast(coalesce(trailing_window.trailing_gross_margin, 0) as numeric(18, 2)) as trailing_gross_margin,
+        cast(coalesce(trailing_window.trailing_orders, 0) as integer) as trailing_orders,
+        cast(coalesce(totals.product_categories, 0) as integer) as product_categories,
         cast({{ dbt.datediff('customers.created_date', as_of_date(), 'day') }} as integer) as tenure_days
     from customers
-    left join day_summary as days on customers.customer_id = days.customer_id
-    left join first_day on customers.customer_id = first_day.customer_id
-    left join order_summary as summary on customers.customer_id = summary.customer_id
-    left join categories on customers.customer_id = categories.customer_id
+    left join totals on customers.customer_id = totals.customer_id
+    left join trailing_window on customers.customer_id = trailing_window.customer_id
 )
 
 select * from final

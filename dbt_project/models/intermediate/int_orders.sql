@@ -4,7 +4,7 @@
     with a changed version or an order date the last build's as_of had not reached; a
     backfill, a code change upstream or --full-refresh recomputes every order. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
-          pre_hook="{{ kept_orders_reset() }}",
+          pre_hook="{{ kept_rows_reset('orders') }}",
           post_hook="{{ analyze_relation(this) }}") }}
 {%- set code_version = upstream_code_version() %}
 {%- set state = kept_rows_state(code_version) %}
@@ -12,7 +12,7 @@
 with orders as (
     select * from {{ ref('stg_crm__orders') }}
     {%- if state.mode == 'delta' %}
-    where {{ kept_orders_changed(state) }}
+    where {{ kept_rows_changed('orders', state) }}
     {%- endif %}
 ),
 

@@ -22,88 +22,43 @@
 {{ exceptions.raise_compiler_error("var retention_active_days is " ~ active_days ~ ": retention_metrics needs at least 92 days (the longest quarter), so that a purchase in a period or in the one before it keeps its customer active through the period's start") }}
 {%- endif %}
 
-{#- How it is computed, in time linear in the purchase days (no join of periods with
-    customers or with purchase days, which grew with periods x history: 227M rows at 1M
-    customers). A customer is active on day x when a purchase day falls in
-    [x - A + 1, x]; each customer's purchase days merge into disjoint "activity spells"
-    [first day, last day + A - 1] (a new spell starts after a gap of more than A days), so
-    counting the spells that cover a day counts the customers active on it. Because A is
-    at least as long as any period (checked above):
+{#- How it is computed, in time linear in the spells (about one per customer), not in
+    the purchase days: int_retention_spells holds each customer's activity spells
+    [first day, last day + A - 1], disjoint per customer, so counting the spells that cover
+    a day counts the customers active on it. Because A is at least as long as any period
+    (checked above):
     - customers_at_start / _at_end: spells covering a day, from the running count of
       spell starts (+1) and ends (-1) per day;
     - a start customer who is not active at measured_through had their covering spell end
-      inside the period (the day after its end, the "churn day", falls in it by
-      measured_through) and no new spell by measured_through: each spell is matched to one
-      period per type, the one holding its churn day; their revenue in the A days before
-      period_start all lies in that spell;
-    - every purchase in the prior window [prior_period_start, prior_measured_through]
-      keeps its customer active at period_start - 1, so start_customers_prior_revenue is
-      all revenue in that window;
-    - a purchase day inside its period counts for start_customers_revenue when its spell
-      began before period_start or the customer's spell before covered period_start - 1;
+      inside the period (its churn day, the day after its end, falls in it by
+      measured_through) and no new spell by measured_through: each spell is matched to
+      one period per type, the one holding its churn day; their revenue in the A days
+      before period_start all lies in that spell (lost_month_revenue /
+      lost_quarter_revenue);
+    - every purchase in the prior window keeps its customer active at period_start - 1,
+      so start_customers_prior_revenue is all revenue in that window;
+    - start_customers_revenue is all revenue in the period less that of the spells that
+      start in it while the customer's spell before does not cover period_start - 1
+      (first_month_revenue / first_quarter_revenue);
     - a customer is new in the period holding the start of their first spell.
     Purchase days after measured_through never occur: int_orders stops at the run date. #}
 
 with periods as (
     select
         *,
-        {{ crm_add_days('period_start', -1) }} as day_before_start,
-        {{ crm_add_days('period_start', -active_days) }} as trailing_start
+        {{ crm_add_days('period_start', -1) }} as day_before_start
     from {{ ref('int_churn_retention_periods') }}
 ),
 
-purchase_days as (
-    select customer_id, order_date, sum(net_revenue) as net_revenue
+spells as (
+    select * from {{ ref('int_retention_spells') }}
+),
+
+revenue_by_day as (
+    select order_date, sum(net_revenue) as net_revenue
     from {{ ref('int_orders') }}
     where is_purchase
-    group by customer_id, order_date
-),
-
-spell_starts as (
-    select
-        customer_id,
-        order_date,
-        net_revenue,
-        case
-            when lag(order_date) over (partition by customer_id order by order_date) is null then 1
-            when {{ crm_days_between('lag(order_date) over (partition by customer_id order by order_date)', 'order_date') }}
-                > {{ active_days }} then 1
-            else 0
-        end as is_spell_start
-    from purchase_days
-),
-
--- every purchase day with the number of its spell (1 = the customer's first)
-numbered as (
-    select
-        customer_id,
-        order_date,
-        net_revenue,
-        sum(is_spell_start) over (partition by customer_id order by order_date rows unbounded preceding) as spell_no
-    from spell_starts
-),
-
-spell_bounds as (
-    select
-        customer_id,
-        spell_no,
-        min(order_date) as spell_start,
-        {{ crm_add_days('max(order_date)', active_days - 1) }} as spell_end
-    from numbered
-    group by customer_id, spell_no
-),
-
-spells as (
-    select
-        customer_id,
-        spell_no,
-        spell_start,
-        spell_end,
-        {{ crm_add_days('spell_end', 1) }} as churn_day,
-        lag(spell_start) over (partition by customer_id order by spell_no) as prior_spell_start,
-        lag(spell_end) over (partition by customer_id order by spell_no) as prior_spell_end,
-        lead(spell_start) over (partition by customer_id order by spell_no) as next_spell_start
-    from spell_bounds
+    group by order_date
 ),
 
 -- customers active on a day = spells started by it - spells ended before it
@@ -130,16 +85,14 @@ active_counts as (
     group by periods.period_type, periods.period_start
 ),
 
--- each spell against the period (per type) that holds its churn day
-spell_periods as (
+-- the spells that end inside a period (per type) without a new one by measured_through
+churned as (
     {%- for period_type in ['month', 'quarter'] %}
     select
-        spells.customer_id,
-        spells.spell_no,
         periods.period_type,
         periods.period_start,
-        periods.trailing_start,
-        periods.day_before_start
+        count(*) as churned_customers,
+        sum(spells.lost_{{ period_type }}_revenue) as revenue_lost_churned
     from spells
     inner join periods
         on periods.period_type = '{{ period_type }}'
@@ -147,92 +100,56 @@ spell_periods as (
     where spells.churn_day <= periods.measured_through
       and spells.spell_start <= periods.day_before_start
       and (spells.next_spell_start is null or spells.next_spell_start > periods.measured_through)
+    group by periods.period_type, periods.period_start
     {{ 'union all' if not loop.last }}
     {%- endfor %}
 ),
 
-churned as (
-    select period_type, period_start, count(*) as churned_customers
-    from spell_periods
-    group by period_type, period_start
-),
-
-lost_revenue as (
-    select
-        spell_periods.period_type,
-        spell_periods.period_start,
-        sum(numbered.net_revenue) as revenue_lost_churned
-    from spell_periods
-    inner join numbered
-        on numbered.customer_id = spell_periods.customer_id
-        and numbered.spell_no = spell_periods.spell_no
-    where numbered.order_date >= spell_periods.trailing_start
-      and numbered.order_date <= spell_periods.day_before_start
-    group by spell_periods.period_type, spell_periods.period_start
-),
-
--- purchase days with their spell's bounds, and the start of their month and quarter
-days_in_spells as (
-    select
-        numbered.order_date,
-        numbered.net_revenue,
-        spells.spell_no,
-        spells.spell_start,
-        spells.prior_spell_start,
-        spells.prior_spell_end,
-        {{ crm_month_start('numbered.order_date') }} as month_start,
-        {{ crm_quarter_start('numbered.order_date') }} as quarter_start
-    from numbered
-    inner join spells
-        on numbered.customer_id = spells.customer_id
-        and numbered.spell_no = spells.spell_no
-),
-
-start_revenue as (
+-- revenue of the spells that start in a period with no spell covering the day before it
+fresh_revenue as (
     {%- for period_type in ['month', 'quarter'] %}
+    {%- set start = crm_month_start('spell_start') if period_type == 'month' else crm_quarter_start('spell_start') %}
     select
         cast('{{ period_type }}' as varchar(8)) as period_type,
-        {{ period_type }}_start as period_start,
-        sum(case
-            when spell_start < {{ period_type }}_start
-              or (prior_spell_start < {{ period_type }}_start
-                  and prior_spell_end >= {{ crm_add_days(period_type ~ '_start', -1) }})
-                then net_revenue else 0
-        end) as start_customers_revenue
-    from days_in_spells
-    group by {{ period_type }}_start
+        {{ start }} as period_start,
+        sum(first_{{ period_type }}_revenue) as fresh_revenue
+    from spells
+    where prior_spell_end is null
+       or prior_spell_end < {{ crm_add_days(start, -1) }}
+       or prior_spell_start >= {{ start }}
+    group by {{ start }}
     {{ 'union all' if not loop.last }}
     {%- endfor %}
 ),
 
 new_customers as (
     {%- for period_type in ['month', 'quarter'] %}
+    {%- set start = crm_month_start('spell_start') if period_type == 'month' else crm_quarter_start('spell_start') %}
     select
         cast('{{ period_type }}' as varchar(8)) as period_type,
-        {{ crm_month_start('spell_start') if period_type == 'month' else crm_quarter_start('spell_start') }} as period_start,
+        {{ start }} as period_start,
         count(*) as new_customers
     from spells
     where spell_no = 1
-    group by {{ crm_month_start('spell_start') if period_type == 'month' else crm_quarter_start('spell_start') }}
+    group by {{ start }}
     {{ 'union all' if not loop.last }}
     {%- endfor %}
 ),
 
-revenue_by_day as (
-    select order_date, sum(net_revenue) as net_revenue
-    from purchase_days
-    group by order_date
-),
-
-prior_revenue as (
+period_revenue as (
     select
         periods.period_type,
         periods.period_start,
-        sum(revenue_by_day.net_revenue) as start_customers_prior_revenue
+        sum(case when revenue_by_day.order_date >= periods.period_start
+                  and revenue_by_day.order_date <= periods.measured_through
+            then revenue_by_day.net_revenue else 0 end) as period_revenue,
+        sum(case when revenue_by_day.order_date >= periods.prior_period_start
+                  and revenue_by_day.order_date <= periods.prior_measured_through
+            then revenue_by_day.net_revenue else 0 end) as start_customers_prior_revenue
     from periods
     inner join revenue_by_day
         on revenue_by_day.order_date >= periods.prior_period_start
-        and revenue_by_day.order_date <= periods.prior_measured_through
+        and revenue_by_day.order_date <= periods.measured_through
     group by periods.period_type, periods.period_start
 ),
 
@@ -244,20 +161,19 @@ period_totals as (
         coalesce(active_counts.customers_at_end, 0) as customers_at_end,
         coalesce(active_counts.customers_at_start, 0) - coalesce(churned.churned_customers, 0) as retained_customers,
         coalesce(churned.churned_customers, 0) as churned_customers,
-        coalesce(start_revenue.start_customers_revenue, 0) as start_customers_revenue,
-        coalesce(prior_revenue.start_customers_prior_revenue, 0) as start_customers_prior_revenue,
-        coalesce(lost_revenue.revenue_lost_churned, 0) as revenue_lost_churned
+        coalesce(period_revenue.period_revenue, 0) - coalesce(fresh_revenue.fresh_revenue, 0)
+            as start_customers_revenue,
+        coalesce(period_revenue.start_customers_prior_revenue, 0) as start_customers_prior_revenue,
+        coalesce(churned.revenue_lost_churned, 0) as revenue_lost_churned
     from periods
     left join active_counts
         on periods.period_type = active_counts.period_type and periods.period_start = active_counts.period_start
     left join churned
         on periods.period_type = churned.period_type and periods.period_start = churned.period_start
-    left join start_revenue
-        on periods.period_type = start_revenue.period_type and periods.period_start = start_revenue.period_start
-    left join prior_revenue
-        on periods.period_type = prior_revenue.period_type and periods.period_start = prior_revenue.period_start
-    left join lost_revenue
-        on periods.period_type = lost_revenue.period_type and periods.period_start = lost_revenue.period_start
+    left join fresh_revenue
+        on periods.period_type = fresh_revenue.period_type and periods.period_start = fresh_revenue.period_start
+    left join period_revenue
+        on periods.period_type = period_revenue.period_type and periods.period_start = period_revenue.period_start
 ),
 
 final as (

@@ -1,0 +1,97 @@
+-- Owns the per-customer purchase totals that do not depend on the run date: first and
+-- last purchase day, purchase days, spend on repeat days, orders, net revenue and margin
+-- to date, product breadth. One row per customer with a purchase (an order that was not
+-- cancelled; a return is a purchase day with zero net revenue).
+{#- Kept between runs (macros/latest_incremental.sql): a run recomputes only the customers
+    of the orders int_orders recomputes; a backfill, a change to this model or anything
+    upstream of it, or --full-refresh recomputes every customer. -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
+          pre_hook="{{ kept_rows_reset('customers') }}",
+          post_hook="{{ analyze_relation(this) }}") }}
+{%- set code_version = upstream_code_version() %}
+{%- set state = kept_rows_state(code_version) %}
+
+with purchases as (
+    select * from {{ ref('int_orders') }}
+    where is_purchase
+    {%- if state.mode == 'delta' %}
+      and {{ kept_rows_changed('customers', state) }}
+    {%- endif %}
+),
+
+purchase_days as (
+    select
+        customer_id,
+        order_date,
+        sum(net_revenue) as day_net_revenue
+    from purchases
+    group by customer_id, order_date
+),
+
+day_summary as (
+    select
+        customer_id,
+        min(order_date) as first_order_date,
+        max(order_date) as last_order_date,
+        count(*) as order_days,
+        sum(day_net_revenue) as all_days_net_revenue
+    from purchase_days
+    group by customer_id
+),
+
+-- spend on repeat purchase days = all purchase days but the first (a join on the first
+-- day costs less than numbering every customer's days)
+first_day as (
+    select
+        purchase_days.customer_id,
+        purchase_days.day_net_revenue as first_day_net_revenue
+    from purchase_days
+    inner join day_summary
+        on purchase_days.customer_id = day_summary.customer_id
+        and purchase_days.order_date = day_summary.first_order_date
+),
+
+categories as (
+    select customer_id, count(*) as product_categories
+    from (
+        select distinct customer_id, product_category
+        from purchases
+        where product_category is not null
+    ) as customer_categories
+    group by customer_id
+),
+
+order_totals as (
+    select
+        customer_id,
+        count(*) as orders_to_date,
+        sum(net_revenue) as total_net_revenue,
+        sum(gross_margin) as total_gross_margin
+    from purchases
+    group by customer_id
+),
+
+final as (
+    select
+        days.customer_id,
+        days.first_order_date,
+        days.last_order_date,
+        cast(days.order_days as integer) as order_days,
+        cast(days.all_days_net_revenue - first_day.first_day_net_revenue as numeric(18, 2))
+            as repeat_days_net_revenue,
+        cast(totals.orders_to_date as integer) as orders_to_date,
+        cast(totals.total_net_revenue as numeric(18, 2)) as total_net_revenue,
+        cast(totals.total_gross_margin as numeric(18, 2)) as total_gross_margin,
+        cast(coalesce(categories.product_categories, 0) as integer) as product_categories
+    from day_summary as days
+    inner join first_day on days.customer_id = first_day.customer_id
+    inner join order_totals as totals on days.customer_id = totals.customer_id
+    left join categories on days.customer_id = categories.customer_id
+)
+
+select
+    *,
+    {{ as_of_date() }} as _built_as_of,
+    (select max(_loaded_at) from {{ source('raw', 'orders') }}) as _raw_loaded_through,
+    cast({{ code_version }} as bigint) as _code_version
+from final
