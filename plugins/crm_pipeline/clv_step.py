@@ -162,7 +162,7 @@ def read_summary(wh: Warehouse, as_of: date) -> pd.DataFrame:
             f"{SCHEMA}.{SUMMARY_TABLE} was built for as_of {sorted(str(d) for d in built_for)}, not {as_of}: "
             "run the dbt staging stage for this date first"
         )
-    df = wh.query_df(
+    df = wh.query_numeric_df(
         "select customer_id, frequency, repeat_span_days, age_days, avg_repeat_spend, "
         f"total_net_revenue, total_gross_margin from {SCHEMA}.{SUMMARY_TABLE} "
         "where order_days > 0 order by customer_id"

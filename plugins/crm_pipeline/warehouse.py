@@ -198,6 +198,23 @@ class Warehouse:
             cols = [d[0] for d in cur.description]
             return pd.DataFrame(cur.fetchall(), columns=cols)
 
+    def query_numeric_df(self, sql: str) -> pd.DataFrame:
+        """``query_df`` for a query whose columns are all numbers (NULL becomes NaN).
+
+        On PostgreSQL the rows come through ``COPY ... TO STDOUT`` as CSV, read by Arrow:
+        fetching a million rows as tuples of Decimals took 9 s, this 1.5 s."""
+        if self.kind == "duckdb":
+            return self._con.execute(sql).df()
+        import io
+
+        buf = io.BytesIO()
+        with self._con.cursor() as cur:
+            cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header)", buf)
+        buf.seek(0)
+        if not buf.getbuffer().nbytes:
+            return pd.DataFrame()
+        return pd.read_csv(buf, engine="pyarrow")
+
     def scalar(self, sql: str, params: tuple | list | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
@@ -243,15 +260,9 @@ class Warehouse:
             finally:
                 self._con.unregister("_crm_append_frame")
         else:
-            import io
-
-            buf = io.StringIO()
-            df.to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f")
-            buf.seek(0)
+            buf, options = _csv_for_copy(df)
             with self._con.cursor() as cur:
-                cur.copy_expert(
-                    f"copy {target} ({cols}) from stdin with (format csv, null '\\N')", buf
-                )
+                cur.copy_expert(f"copy {target} ({cols}) from stdin with ({options})", buf)
         return len(df)
 
     # -- pipeline schemas ----------------------------------------------------------
@@ -284,3 +295,27 @@ class Warehouse:
         if not self.scalar("select count(*) from ops.pii_salt"):
             self.execute("insert into ops.pii_salt values (?)", (os.environ.get("CRM_PII_SALT") or secrets.token_hex(32),))
 
+
+def _csv_for_copy(df: pd.DataFrame) -> tuple[Any, str]:
+    """The frame as CSV for PostgreSQL's ``COPY ... FROM STDIN`` and the COPY options.
+
+    Written by Arrow (about 10x pandas' ``to_csv``): NULL is an unquoted empty field and
+    an empty string is quoted, which is COPY's CSV default; timestamps keep their
+    microseconds. A frame Arrow cannot type (a column of mixed Python objects) goes
+    through pandas with ``\\N`` for NULL, as before."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        out = io.BytesIO()
+        pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        out.seek(0)
+        return out, "format csv"
+    except (pa.ArrowException, TypeError, ValueError):
+        text = io.StringIO()
+        df.to_csv(text, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f")
+        text.seek(0)
+        return text, "format csv, null '\\N'"
