@@ -48,7 +48,7 @@ from crm_pipeline.warehouse import Warehouse, ident, redact
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ROWS = 50_000
+DEFAULT_CHUNK_ROWS = 200_000
 #: a batch lands chunk by chunk in raw.<prefix><entity>_<batch> (and quarantine.<same>)
 LANDING_PREFIX = "_landing_"
 DEFAULT_OVERLAP = timedelta(hours=2)
@@ -523,12 +523,16 @@ def _canon_money(f: np.ndarray) -> np.ndarray:
         fixed = np.isfinite(f) & (np.abs(f) < 1e15)
     out = _canon_numeric(np.where(fixed, np.nan, f))  # out-of-range values keep the generic form
     if fixed.any():
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         cents = np.rint(f[fixed] * 100.0).astype(np.int64)
-        texts = []
-        for c in cents.tolist():
-            whole, frac = divmod(abs(c), 100)
-            texts.append(f"{'-' if c < 0 else ''}{whole}.{frac:02d}")
-        out[fixed] = np.array(texts, dtype=object)
+        units = np.abs(cents)
+        body = pc.binary_join_element_wise(
+            pa.array(units // 100).cast(pa.string()),
+            pc.utf8_lpad(pa.array(units % 100).cast(pa.string()), width=2, padding="0"), ".")
+        sign = pa.array(np.where(cents < 0, "-", ""), type=pa.string())
+        out[fixed] = pc.binary_join_element_wise(sign, body, "").to_numpy(zero_copy_only=False)
     return out
 
 
