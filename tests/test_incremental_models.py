@@ -86,6 +86,11 @@ ORDER_COLUMNS = ("order_id, customer_id, order_date, status, currency, gross_amo
                  "written_off_amount, product_category, invoice_due_date, paid_at, updated_at")
 
 
+def _built(con, relation: str) -> set[date]:
+    """The as_of dates of the builds that wrote the rows of a kept table."""
+    return {r[0] for r in con.execute(f"select distinct _built_as_of from {relation}").fetchall()}
+
+
 def _check_latest_orders(path, as_of: date) -> set[date]:
     """stg_crm__orders_latest equals the hand-written as-of rule; returns its _built_as_of dates."""
     con = duckdb.connect(str(path), read_only=True)
@@ -96,7 +101,7 @@ def _check_latest_orders(path, as_of: date) -> set[date]:
             f"where _visible_from <= ? and updated_at < cast(? as date) + interval 1 day) "
             f"where rk = 1 and not coalesce(is_deleted, false) order by order_id", (as_of, as_of)).fetchall()
         got = con.execute(f"select {ORDER_COLUMNS} from staging.stg_crm__orders_latest order by order_id").fetchall()
-        built = {r[0] for r in con.execute("select distinct _built_as_of from staging.stg_crm__orders_latest").fetchall()}
+        built = _built(con, "staging.stg_crm__orders_latest")
     finally:
         con.close()
     assert len(expected) > 1000
@@ -118,7 +123,7 @@ def _check_int_orders(path) -> set[date]:
         got = con.execute(
             "select order_id, customer_id, order_date, status, is_purchase, net_revenue, gross_margin, "
             "paid_amount, paid_at from intermediate.int_orders order by order_id").fetchall()
-        built = {r[0] for r in con.execute("select distinct _built_as_of from intermediate.int_orders").fetchall()}
+        built = _built(con, "intermediate.int_orders")
         versions = con.execute("select count(distinct _code_version) from intermediate.int_orders").fetchone()[0]
     finally:
         con.close()
@@ -146,8 +151,7 @@ def _check_order_totals(path) -> set[date]:
             "select customer_id, first_order_date, last_order_date, order_days, repeat_days_net_revenue, "
             "orders_to_date, total_net_revenue, product_categories "
             "from intermediate.int_customer_order_totals order by customer_id").fetchall()
-        built = {r[0] for r in con.execute(
-            "select distinct _built_as_of from intermediate.int_customer_order_totals").fetchall()}
+        built = _built(con, "intermediate.int_customer_order_totals")
     finally:
         con.close()
     assert len(expected) > 100
@@ -167,8 +171,7 @@ def _check_spells(path) -> set[date]:
                            "where is_purchase order by 1, 2").fetchall()
         got = con.execute("select customer_id, spell_no, spell_start, spell_end, next_spell_start "
                           "from intermediate.int_retention_spells order by 1, 2").fetchall()
-        built = {r[0] for r in con.execute(
-            "select distinct _built_as_of from intermediate.int_retention_spells").fetchall()}
+        built = _built(con, "intermediate.int_retention_spells")
     finally:
         con.close()
     spells: list[list] = []

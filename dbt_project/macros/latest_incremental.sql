@@ -10,17 +10,25 @@
     A run for an earlier as_of than the last build (a backfill), a missing or empty table,
     or --full-refresh computes every key. -#}
 
-{% macro latest_incremental_state() -%}
+{% macro latest_incremental_state(code_version=none) -%}
+    {#- with code_version (kept models, below): also 'full' when a stored row was computed
+        by other code; read in the same scan of the table -#}
     {%- if not execute or this is none or not is_incremental() or flags.FULL_REFRESH -%}
         {{ return({'mode': 'full'}) }}
     {%- endif -%}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-    {%- if '_built_as_of' not in columns or '_raw_loaded_through' not in columns -%}
+    {%- set needed = ['_built_as_of', '_raw_loaded_through'] + ([] if code_version is none else ['_code_version']) -%}
+    {%- for column in needed if column not in columns -%}
         {{ return({'mode': 'full'}) }}
-    {%- endif -%}
-    {%- set result = run_query("select cast(max(_built_as_of) as varchar), cast(max(_raw_loaded_through) as varchar) from " ~ this) -%}
+    {%- endfor -%}
+    {%- set result = run_query("select cast(max(_built_as_of) as varchar), cast(max(_raw_loaded_through) as varchar)"
+                               ~ ("" if code_version is none else ", min(_code_version), max(_code_version)")
+                               ~ " from " ~ this) -%}
     {%- set since, loaded = result.rows[0][0], result.rows[0][1] -%}
     {%- if since is none or loaded is none or since > (var('as_of') | string) -%}
+        {{ return({'mode': 'full'}) }}
+    {%- endif -%}
+    {%- if code_version is not none and (result.rows[0][2] != code_version or result.rows[0][3] != code_version) -%}
         {{ return({'mode': 'full'}) }}
     {%- endif -%}
     {%- set since_end = (modules.datetime.date.fromisoformat(since) + modules.datetime.timedelta(days=1)).isoformat() -%}
@@ -106,16 +114,18 @@ from latest
 
 {#- latest_incremental_state, made 'full' when a stored row has another code version. -#}
 {% macro kept_rows_state(code_version) -%}
-    {%- set state = latest_incremental_state() -%}
-    {%- if state.mode == 'delta' -%}
-        {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-        {%- if '_code_version' not in columns -%}{{ return({'mode': 'full'}) }}{%- endif -%}
-        {%- set result = run_query("select min(_code_version), max(_code_version) from " ~ this) -%}
-        {%- if result.rows[0][0] != code_version or result.rows[0][1] != code_version -%}
-            {{ return({'mode': 'full'}) }}
-        {%- endif -%}
-    {%- endif -%}
-    {{ return(state) }}
+    {{ return(latest_incremental_state(code_version)) }}
+{%- endmacro %}
+
+{#- The closing SELECT of a kept model: the rows of CTE `cte` with what the next run's
+    state reads (the build's as_of, the newest load time in raw.orders, the code version). -#}
+{% macro kept_rows_select(cte, code_version) -%}
+select
+    *,
+    {{ as_of_date() }} as _built_as_of,
+    (select max(_loaded_at) from {{ source('raw', 'orders') }}) as _raw_loaded_through,
+    cast({{ code_version }} as bigint) as _code_version
+from {{ cte }}
 {%- endmacro %}
 
 {#- What a kept model recomputes on a delta run, by grain. 'orders': the orders with a

@@ -210,9 +210,7 @@ class Warehouse:
         buf = io.BytesIO()
         with self._con.cursor() as cur:
             cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header)", buf)
-        buf.seek(0)
-        if not buf.getbuffer().nbytes:
-            return pd.DataFrame()
+        buf.seek(0)  # the header line is always there, even for no rows
         return pd.read_csv(buf, engine="pyarrow")
 
     def scalar(self, sql: str, params: tuple | list | None = None) -> Any:

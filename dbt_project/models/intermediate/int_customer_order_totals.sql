@@ -89,9 +89,4 @@ final as (
     left join categories on days.customer_id = categories.customer_id
 )
 
-select
-    *,
-    {{ as_of_date() }} as _built_as_of,
-    (select max(_loaded_at) from {{ source('raw', 'orders') }}) as _raw_loaded_through,
-    cast({{ code_version }} as bigint) as _code_version
-from final
+{{ kept_rows_select('final', code_version) }}

@@ -39,9 +39,4 @@ final as (
     from orders
 )
 
-select
-    *,
-    {{ as_of_date() }} as _built_as_of,
-    (select max(_loaded_at) from {{ source('raw', 'orders') }}) as _raw_loaded_through,
-    cast({{ code_version }} as bigint) as _code_version
-from final
+{{ kept_rows_select('final', code_version) }}
