@@ -28,25 +28,40 @@ def _pg_admin_url(dbname: str = "test") -> str:
 
 
 @pytest.fixture()
-def pg_database():
-    """A fresh PostgreSQL database for one test, dropped afterwards; yields its URL."""
+def pg_databases():
+    """Makes fresh PostgreSQL databases for one test (``pg_databases()`` returns a new
+    one's URL each call) and drops them all afterwards."""
     import psycopg2
 
-    name = f"crm_test_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(_pg_admin_url())
     admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"create database {name}")
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"crm_test_{uuid.uuid4().hex[:10]}"
+        with admin.cursor() as cur:
+            cur.execute(f"create database {name}")
+        names.append(name)
+        return _pg_admin_url(name)
+
     try:
-        yield _pg_admin_url(name)
+        yield make
     finally:
         with admin.cursor() as cur:
-            cur.execute(
-                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
-                (name,),
-            )
-            cur.execute(f"drop database if exists {name}")
+            for name in names:
+                cur.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s "
+                    "and pid <> pg_backend_pid()",
+                    (name,),
+                )
+                cur.execute(f"drop database if exists {name}")
         admin.close()
+
+
+@pytest.fixture()
+def pg_database(pg_databases):
+    """A fresh PostgreSQL database for one test, dropped afterwards; yields its URL."""
+    return pg_databases()
 
 
 @pytest.fixture()

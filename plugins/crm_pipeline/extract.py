@@ -7,14 +7,16 @@ bounded above by the end of the run's day. A row changed after the fact (a retur
 payment, a re-opened complaint, a soft delete) has a new ``updated_at`` and arrives as a
 new version; an identical re-sent version is counted as a duplicate and skipped.
 
-Rows stream from the source in chunks of ``CRM_EXTRACT_CHUNK_ROWS`` (default 50,000)
+Rows stream from the source in chunks of ``CRM_EXTRACT_CHUNK_ROWS`` (default 200,000)
 through the fastest reader the source allows: DuckDB's postgres extension (loaded from
 the ``duckdb-extension-postgres-scanner`` package, never downloaded) or connectorx for
 PostgreSQL, connectorx for MySQL/MariaDB, and SQLAlchemy with server-side cursors
 everywhere else and as the fallback when a fast reader is missing or fails. Every reader
 turns a typed source's rows into the same canonical frame, so the batch does not depend
 on the reader. ``CRM_EXTRACT_READER`` (auto, pushdown, duckdb, connectorx, sqlalchemy) forces one;
-pushdown is the SQL path inside a DuckDB warehouse (see ``_extract_pushdown``).
+pushdown is the SQL path in DuckDB: inside a DuckDB warehouse, or for a PostgreSQL
+warehouse's first load in an in-memory DuckDB with both attached (see ``sql_warehouse``
+and ``_extract_pushdown``).
 
 Each chunk is checked by gate 1 and written straight away to the batch's landing tables
 (``raw._landing_<entity>_<batch>`` and the same in ``quarantine``), committed per chunk so
@@ -770,23 +772,26 @@ def extract_entity(
     gate_settings=None,
     on_progress: Callable[[int], None] | None = None,
     reader: str | None = None,
-    pushdown_schema: str | None = None,
+    pushdown: tuple[Warehouse, str] | None = None,
 ) -> BatchStats:
-    """Extract one entity's batch for the day ``as_of`` and commit it atomically, with a
-    DuckDB warehouse's ``memory_limit`` at ``CRM_DUCKDB_MEMORY_LIMIT`` meanwhile.
+    """Extract one entity's batch for the day ``as_of`` and commit it atomically, with
+    DuckDB's ``memory_limit`` at ``CRM_DUCKDB_MEMORY_LIMIT`` meanwhile.
 
-    With ``pushdown_schema`` (the source is attached to a DuckDB warehouse, see
-    ``attached_source``) the batch runs as SQL inside the warehouse when the entity's
-    source types allow; otherwise, and after a failure there, in chunks."""
-    with wh.memory_limit():
+    With ``pushdown`` (the warehouse connection to run SQL in and the source schema, from
+    ``sql_warehouse``) the batch runs as SQL in DuckDB when the entity's source types
+    allow; otherwise, and after a failure there, in chunks."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(wh.memory_limit())
+        if pushdown is not None and pushdown[0] is not wh:
+            stack.enter_context(pushdown[0].memory_limit())
         return _extract_entity(wh, engine, entity, as_of=as_of, run_id=run_id, overlap=overlap,
                                chunk_rows=chunk_rows, known_customer_ids=known_customer_ids,
                                gate_settings=gate_settings, on_progress=on_progress, reader=reader,
-                               pushdown_schema=pushdown_schema)
+                               pushdown=pushdown)
 
 
 def _extract_entity(wh: Warehouse, engine, entity: Entity, *, as_of: date, run_id: str, overlap, chunk_rows,
-                    known_customer_ids, gate_settings, on_progress, reader, pushdown_schema) -> BatchStats:
+                    known_customer_ids, gate_settings, on_progress, reader, pushdown) -> BatchStats:
     from crm_pipeline import gates
 
     overlap = overlap_from_env() if overlap is None else overlap
@@ -799,11 +804,17 @@ def _extract_entity(wh: Warehouse, engine, entity: Entity, *, as_of: date, run_i
         raise BatchRejected("; ".join(verdict.failures))
     lazy_ids = known_customer_ids if known_customer_ids and entity.name != "customers" else None
 
-    if pushdown_schema is not None:
+    if pushdown is not None and pushdown[0] is not wh and wh.scalar(
+            f"select count(*) from (select 1 from raw.{ident(entity.name)} limit 1) r"):
+        # through the bridge to a PostgreSQL warehouse only a first load pays off: a
+        # night's batch is small, and DuckDB would pull every watermark and overlap
+        # comparison across the wire rather than let PostgreSQL answer it
+        pushdown = None
+    if pushdown is not None:
         import duckdb
 
         try:
-            stats = _extract_pushdown(wh, engine, entity, schema=pushdown_schema, as_of=as_of, run_id=run_id,
+            stats = _extract_pushdown(pushdown[0], engine, entity, schema=pushdown[1], as_of=as_of, run_id=run_id,
                                       overlap=overlap, columns=cols, gate_settings=gate_settings,
                                       customer_ids=lazy_ids, on_progress=on_progress)
         except duckdb.Error as exc:
@@ -994,7 +1005,7 @@ def _write_chunk(wh: Warehouse, entity: Entity, good: pd.DataFrame, bad: pd.Data
         wh.append_df("quarantine", landing, bad)
 
 
-# -- pushdown: PostgreSQL source → DuckDB warehouse, all in DuckDB ---------------------
+# -- pushdown: a PostgreSQL source, as SQL in DuckDB -----------------------------------
 
 SOURCE_ALIAS = "crm_src"
 #: appended to the batch id of a first load's suspect rows while they wait in raw (inside
@@ -1058,11 +1069,48 @@ def _typed_sql(column: str, logical: str, source_type: str, wh: Warehouse) -> st
 
 
 def pushdown_possible(wh: Warehouse, engine, reader: str | None = None) -> bool:
-    """Whether extraction can run as SQL inside the warehouse: a DuckDB warehouse, a
-    PostgreSQL source, the postgres extension at hand, and the reader not forced."""
+    """Whether extraction can run as SQL in DuckDB: a PostgreSQL source, the postgres
+    extension at hand, and the reader not forced (either warehouse: see ``sql_warehouse``)."""
     preferred = (reader or reader_from_env()).lower()
-    return (wh.kind == "duckdb" and _dialect(engine) == "postgresql" and preferred in ("auto", "pushdown")
-            and _fast_reader_available("duckdb"))
+    return (wh.kind in ("duckdb", "postgres") and _dialect(engine) == "postgresql"
+            and preferred in ("auto", "pushdown") and _fast_reader_available("duckdb"))
+
+
+WAREHOUSE_ALIAS = "crm_wh"
+
+
+@contextlib.contextmanager
+def sql_warehouse(wh: Warehouse, engine) -> Iterator[tuple[Warehouse, str]]:
+    """Where extraction runs as SQL, and the source schema to read from.
+
+    A DuckDB warehouse is its own: the source is attached to it. For a PostgreSQL
+    warehouse it is an in-memory DuckDB with the warehouse attached as its default
+    catalog (``crm_wh``) and the source attached read-only: the same SQL then reads the
+    source with parallel scans and writes the warehouse with binary ``COPY``, instead of
+    every row passing through Python, and a batch still commits in one PostgreSQL
+    transaction. Nothing of the warehouse is held in the in-memory database."""
+    if wh.kind == "duckdb":
+        with attached_source(wh, engine) as schema:
+            yield wh, schema
+        return
+    import duckdb
+
+    con = duckdb.connect(":memory:", config={
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "extension_directory": str(Path(tempfile.gettempdir()) / "crm-duckdb-extensions"),
+        "temp_directory": str(Path(tempfile.gettempdir()) / "crm-duckdb-spill"),
+    })
+    bridge = Warehouse.duckdb_over(wh.config, con)
+    try:
+        con.execute(f"LOAD '{_postgres_extension_path()}'")
+        url = wh.config.url.replace("postgresql+psycopg2://", "postgresql://")
+        con.execute(f"ATTACH {_sql_string(url)} AS {WAREHOUSE_ALIAS} (TYPE postgres)")
+        con.execute(f"USE {WAREHOUSE_ALIAS}")
+        with attached_source(bridge, engine) as schema:
+            yield bridge, schema
+    finally:
+        bridge.close()
 
 
 @contextlib.contextmanager
@@ -1147,15 +1195,17 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         source_unique = source_key_is_unique(engine, schema, entity)
         if is_initial and source_unique:
             _initial_load_direct(wh, entity, stats, source=f"{SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)}",
-                                 typed=typed, where=where, meta_with=meta_with, known=known, landing=landing,
+                                 typed=typed, source_types=types, where=where, meta_with=meta_with, known=known, landing=landing,
                                  loaded_at=loaded_at, run_id=run_id, columns=columns, customer_ids=customer_ids,
                                  gate_settings=gate_settings, started=started, on_progress=on_progress)
             return stats
         # 1. the scan: typed columns, the row hash (of the source values) and gate 1's
         #    suspect flag, assuming each key once in the batch (checked right after)
         flag_unique = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known, key_is_unique=True)
-        # a first load stores no hash (``stored_hash_sql`` computes it when it is needed)
-        row_hash = "cast(null as varchar)" if is_initial else row_hash_sql(entity, types)
+        # a first load into DuckDB stores no hash (``stored_hash_sql`` computes it when it
+        # is needed); PostgreSQL cannot, so it gets every one
+        row_hash = ("cast(null as varchar)" if is_initial and not wh.stores_row_hashes
+                    else row_hash_sql(entity, types))
         wh.execute(
             f"create table {inc} as select *, ({flag_unique}) as _suspect from ("
             f"select {typed}, {row_hash} as _row_hash "
@@ -1259,7 +1309,8 @@ def source_key_is_unique(engine, schema: str, entity: Entity) -> bool:
     return [entity.key] in [list(k) for k in keys]
 
 
-def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, source: str, typed: str, where: str,
+def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, source: str, typed: str,
+                         source_types: dict[str, str], where: str,
                          meta_with: Callable[[str], str], known: str | None, landing: str, loaded_at: datetime, run_id: str,
                          columns: list[str], customer_ids, gate_settings, started: float, on_progress) -> None:
     """A first load of a source whose key is unique, written straight into raw: one scan
@@ -1278,10 +1329,11 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
     suspect = gates.gate1_suspect_sql(entity, as_of=stats.as_of, known_customers_sql=known, key_is_unique=True)
     marked = f"{stats.batch_id}{SUSPECT_MARK}"
     meta = meta_with(f"case when {suspect} then '{marked}' else '{stats.batch_id}' end")
+    row_hash = row_hash_sql(entity, source_types) if wh.stores_row_hashes else "cast(null as varchar)"
     with wh.transaction():
         n = wh.scalar(f"insert into {target} ({contract}, {', '.join(RAW_META_COLUMNS)}) "
-                      f"select {contract}, {meta}, cast(null as varchar) from (select {typed} from {source} "
-                      f"where {where})")
+                      f"select {contract}, {meta}, _row_hash from (select {typed}, {row_hash} as _row_hash "
+                      f"from {source} where {where})")
         _fault_point("after_first_chunk", entity)
         stats.rows_extracted = int(n or 0)
         suspects = wh.query_df(f"select {contract}, _row_hash from {target} where _batch_id = ?", (marked,))
@@ -1337,9 +1389,10 @@ def extract_all(
     try:
         with contextlib.ExitStack() as stack:
             schema = None
+            sql_wh = None
             if pushdown_possible(wh, engine, reader):
                 try:
-                    schema = stack.enter_context(attached_source(wh, engine))
+                    sql_wh, schema = stack.enter_context(sql_warehouse(wh, engine))
                 except Exception as exc:  # noqa: BLE001 - the chunked readers still work
                     log.warning("cannot attach the source to the warehouse (%s); extracting in chunks",
                                 redact(_first_line(exc)))
@@ -1350,7 +1403,8 @@ def extract_all(
                     extract_entity(
                         wh, engine, entity, as_of=as_of, run_id=run_id, overlap=overlap,
                         chunk_rows=chunk_rows, known_customer_ids=known_ids,
-                        gate_settings=gate_settings, reader=reader, pushdown_schema=schema,
+                        gate_settings=gate_settings, reader=reader,
+                        pushdown=(sql_wh, schema) if sql_wh is not None else None,
                     )
                 )
     finally:

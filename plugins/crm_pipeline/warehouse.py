@@ -122,6 +122,23 @@ class Warehouse:
             self._con.autocommit = True
         self._in_tx = False
 
+    @classmethod
+    def duckdb_over(cls, config: WarehouseConfig, con: Any) -> "Warehouse":
+        """This warehouse's operations run in the DuckDB connection ``con``, which has the
+        PostgreSQL warehouse of ``config`` attached as its default catalog (see
+        ``extract.sql_warehouse``): DuckDB SQL against the PostgreSQL tables, and
+        ``transaction()`` is one PostgreSQL transaction."""
+        self = cls.__new__(cls)
+        self.config, self.kind, self._con, self._in_tx = config, "duckdb", con, False
+        return self
+
+    @property
+    def stores_row_hashes(self) -> bool:
+        """Whether every version in raw must carry its row hash. A DuckDB warehouse can
+        compute a missing one from the typed columns when it is needed
+        (``extract.stored_hash_sql``); PostgreSQL compares only what is stored."""
+        return self.config.kind != "duckdb"
+
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
         with contextlib.suppress(Exception):
