@@ -70,3 +70,42 @@ def test_query_numeric_df_reads_numbers_and_nulls(pg_database):
     assert df["n"].tolist()[0] == 1.2 and df["n"].tolist()[3] == -4.5
     assert np.isnan(df["n"].tolist()[1]) and np.isnan(df["f"].tolist()[2])
     assert df["i"].fillna(0).tolist() == [7, 0, 3, -5]
+
+
+def _dbt_session_work_mem(url: str, tmp_path, monkeypatch) -> str:
+    """``work_mem`` as a dbt model's session on this warehouse sees it (``dbt show``)."""
+    from dbt.cli.main import dbtRunner
+
+    from crm_pipeline.settings import DBT_PROJECT_DIR
+
+    for key, value in WarehouseConfig.from_url(url).dbt_env().items():
+        monkeypatch.setenv(key, value)
+    res = dbtRunner().invoke([
+        "show", "--inline", "select current_setting('work_mem') as work_mem", "--project-dir",
+        str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "postgres",
+        "--target-path", str(tmp_path / "dbt-target"), "--log-path", str(tmp_path / "dbt-logs"), "--quiet",
+    ])
+    assert res.success, res.exception
+    return res.result.results[0].agate_table.rows[0][0]
+
+
+def test_dbt_sessions_on_postgres_get_their_work_mem(pg_database, tmp_path, monkeypatch):
+    """PostgreSQL's default work_mem (4MB) spills every large join; dbt's sessions get
+    CRM_PG_WORK_MEM (256MB unless set) through libpq's PGOPTIONS, and a work_mem the
+    user already put in PGOPTIONS is theirs to keep."""
+    from crm_pipeline.warehouse import pg_session_options
+
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    monkeypatch.delenv("CRM_PG_WORK_MEM", raising=False)
+    assert pg_session_options() == "-c work_mem=256MB"
+    assert _dbt_session_work_mem(pg_database, tmp_path, monkeypatch) == "256MB"
+
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=0 -c work_mem=1GB")
+    assert pg_session_options() == "-c statement_timeout=0 -c work_mem=1GB"
+    monkeypatch.setenv("CRM_PG_WORK_MEM", "64MB")
+    assert pg_session_options() == "-c statement_timeout=0 -c work_mem=1GB -c work_mem=64MB"
+    assert _dbt_session_work_mem(pg_database, tmp_path, monkeypatch) == "64MB"
+
+    monkeypatch.setenv("CRM_PG_WORK_MEM", "lots")
+    with pytest.raises(ValueError, match="CRM_PG_WORK_MEM='lots'"):
+        pg_session_options()

@@ -78,12 +78,36 @@ class WarehouseConfig:
             "CRM_PG_USER": unquote(parts.username or "postgres"),
             "DBT_ENV_SECRET_PG_PASSWORD": unquote(parts.password or ""),
             "CRM_PG_DBNAME": (parts.path or "/postgres").lstrip("/") or "postgres",
+            "PGOPTIONS": pg_session_options(),
         }
 
 
 def redact(url: str) -> str:
     """A URL with its password replaced, safe for logs and summaries."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+DEFAULT_PG_WORK_MEM = "256MB"
+
+
+def pg_session_options() -> str:
+    """libpq's ``PGOPTIONS`` for dbt's PostgreSQL sessions: ``work_mem`` at
+    ``CRM_PG_WORK_MEM`` (default 256MB), after whatever ``PGOPTIONS`` already holds (a
+    ``work_mem`` there is kept unless ``CRM_PG_WORK_MEM`` is set).
+
+    PostgreSQL's default of 4MB makes every hash join, aggregate and sort over the
+    orders spill to disk in batches. The models run one statement per session, at most
+    ``threads`` at once, so the memory a night can take is bounded by a few times this
+    value (a plan may hold several hash tables, each up to work_mem)."""
+    explicit = os.environ.get("CRM_PG_WORK_MEM", "").strip()
+    value = explicit or DEFAULT_PG_WORK_MEM
+    if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
+        raise ValueError(f"CRM_PG_WORK_MEM={value!r}: use a PostgreSQL size such as 256MB or 1GB")
+    own = f"-c work_mem={value.replace(' ', '')}"
+    inherited = os.environ.get("PGOPTIONS", "").strip()
+    if own in inherited or ("work_mem" in inherited and not explicit):
+        return inherited
+    return f"{inherited} {own}".strip()
 
 
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"

@@ -10,20 +10,8 @@ with complaints as (
     select * from {{ ref('stg_crm__complaints') }}
 ),
 
-orders as (
-    select * from {{ ref('int_orders') }}
-),
-
-latest_purchase_before as (
-    select
-        complaints.complaint_id,
-        max(orders.order_date) as order_date
-    from complaints
-    inner join orders
-        on complaints.customer_id = orders.customer_id
-        and orders.is_purchase
-        and orders.order_date <= cast(complaints.opened_at as date)
-    group by complaints.complaint_id
+reference_orders as (
+    {{ complaint_reference_orders('complaints', ref('int_orders')) }}
 ),
 
 joined as (
@@ -39,13 +27,10 @@ joined as (
         complaints.status,
         complaints.resolved_at,
         complaints.compensation_amount,
-        coalesce(linked_order.order_date, latest_purchase_before.order_date) as reference_order_date
+        reference_orders.reference_order_date
     from complaints
-    left join orders as linked_order
-        on complaints.order_id = linked_order.order_id
-        and complaints.customer_id = linked_order.customer_id
-    left join latest_purchase_before
-        on complaints.complaint_id = latest_purchase_before.complaint_id
+    left join reference_orders
+        on complaints.complaint_id = reference_orders.complaint_id
 ),
 
 final as (

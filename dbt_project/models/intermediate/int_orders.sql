@@ -5,7 +5,8 @@
     backfill, a code change upstream or --full-refresh recomputes every order. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
           pre_hook="{{ kept_rows_reset('orders') }}",
-          post_hook="{{ analyze_relation(this) }}") }}
+          post_hook=["{{ crm_indexes(this, [['order_id'], ['customer_id', 'order_date']]) }}",
+                     "{{ analyze_relation(this) }}"]) }}
 {%- set code_version = upstream_code_version() %}
 {%- set state = kept_rows_state(code_version) %}
 
