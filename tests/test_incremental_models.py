@@ -26,6 +26,7 @@ before its end, unless that version is a soft delete.
 from __future__ import annotations
 
 import re
+import statistics
 from datetime import date
 from decimal import Decimal
 
@@ -135,7 +136,8 @@ def _check_int_orders(path) -> set[date]:
 
 def _check_order_totals(path) -> set[date]:
     """int_customer_order_totals equals per-customer totals of int_orders' purchases,
-    written here by hand; returns its _built_as_of dates."""
+    written here by hand (the median interval between purchase days in Python); returns
+    its _built_as_of dates."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         expected = con.execute(
@@ -152,10 +154,22 @@ def _check_order_totals(path) -> set[date]:
             "orders_to_date, total_net_revenue, product_categories "
             "from intermediate.int_customer_order_totals order by customer_id").fetchall()
         built = _built(con, "intermediate.int_customer_order_totals")
+        days = con.execute("select distinct customer_id, order_date from intermediate.int_orders "
+                           "where is_purchase order by 1, 2").fetchall()
+        medians = dict(con.execute("select customer_id, median_interval_days "
+                                   "from intermediate.int_customer_order_totals").fetchall())
     finally:
         con.close()
     assert len(expected) > 100
     assert got == expected, f"int_customer_order_totals: {len(got)} rows, expected {len(expected)}"
+    # the median gap between consecutive purchase days, worked out here in Python
+    by_customer: dict[int, list[date]] = {}
+    for customer, day in days:
+        by_customer.setdefault(customer, []).append(day)
+    want = {c: (Decimal(str(statistics.median([(b - a).days for a, b in zip(d, d[1:])]))).quantize(Decimal("0.01"))
+                if len(d) > 1 else None) for c, d in by_customer.items()}
+    assert any(v is not None for v in want.values())
+    assert medians == want
     return built
 
 

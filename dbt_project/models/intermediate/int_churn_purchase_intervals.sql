@@ -2,35 +2,15 @@
 -- with at least one non-cancelled order), first and last purchase day, and the median
 -- number of days between consecutive purchase days (repeat buyers only; null for a
 -- one-time buyer). One row per customer with at least one purchase.
-with purchases as (
-    select * from {{ ref('int_orders') }}
-    where is_purchase
-),
+{#- A view of the kept per-customer totals, which compute the rhythm with the other
+    date-independent totals and only for the customers whose orders changed, instead of
+    ranking every purchase day of every customer each night. -#}
+{{ config(materialized='view') }}
 
-purchase_days as (
-    select distinct customer_id, order_date
-    from purchases
-),
-
-intervals as (
-    select
-        customer_id,
-        order_date,
-        {{ crm_days_between(
-            'lag(order_date) over (partition by customer_id order by order_date)', 'order_date'
-        ) }} as interval_days
-    from purchase_days
-),
-
-final as (
-    select
-        customer_id,
-        min(order_date) as first_order_date,
-        max(order_date) as last_order_date,
-        cast(count(*) as integer) as purchase_days,
-        cast({{ crm_median('cast(interval_days as decimal(18, 4))') }} as decimal(18, 2)) as median_interval_days
-    from intervals
-    group by customer_id
-)
-
-select * from final
+select
+    customer_id,
+    first_order_date,
+    last_order_date,
+    order_days as purchase_days,
+    median_interval_days
+from {{ ref('int_customer_order_totals') }}

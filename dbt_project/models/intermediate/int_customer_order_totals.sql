@@ -1,6 +1,7 @@
 -- Owns the per-customer purchase totals that do not depend on the run date: first and
--- last purchase day, purchase days, spend on repeat days, orders, net revenue and margin
--- to date, product breadth. One row per customer with a purchase (an order that was not
+-- last purchase day, purchase days, the median number of days between consecutive
+-- purchase days (null for a one-time buyer), spend on repeat days, orders, net revenue
+-- and margin to date, product breadth. One row per customer with a purchase (an order that was not
 -- cancelled; a return is a purchase day with zero net revenue).
 {#- Kept between runs (macros/latest_incremental.sql): a run recomputes only the customers
     of the orders int_orders recomputes; a backfill, a change to this model or anything
@@ -28,14 +29,27 @@ purchase_days as (
     group by customer_id, order_date
 ),
 
+-- each purchase day with the days since the customer's previous one (null on the first)
+day_intervals as (
+    select
+        customer_id,
+        order_date,
+        day_net_revenue,
+        {{ crm_days_between(
+            'lag(order_date) over (partition by customer_id order by order_date)', 'order_date'
+        ) }} as interval_days
+    from purchase_days
+),
+
 day_summary as (
     select
         customer_id,
         min(order_date) as first_order_date,
         max(order_date) as last_order_date,
         count(*) as order_days,
-        sum(day_net_revenue) as all_days_net_revenue
-    from purchase_days
+        sum(day_net_revenue) as all_days_net_revenue,
+        {{ crm_median('cast(interval_days as decimal(18, 4))') }} as median_interval_days
+    from day_intervals
     group by customer_id
 ),
 
@@ -77,6 +91,7 @@ final as (
         days.first_order_date,
         days.last_order_date,
         cast(days.order_days as integer) as order_days,
+        cast(days.median_interval_days as decimal(18, 2)) as median_interval_days,
         cast(days.all_days_net_revenue - first_day.first_day_net_revenue as numeric(18, 2))
             as repeat_days_net_revenue,
         cast(totals.orders_to_date as integer) as orders_to_date,
