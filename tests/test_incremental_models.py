@@ -204,6 +204,60 @@ def _check_spells(path) -> set[date]:
     return built
 
 
+def _check_window_totals(path, as_of: date) -> set[date]:
+    """int_customer_window_totals equals the window sums worked out here in Python from
+    int_orders' purchases (the default settings: 365-day windows ending on as_of, and on
+    as_of - 365 days for the prior ones); returns its _built_as_of dates."""
+    from datetime import timedelta
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        purchases = con.execute("select customer_id, order_date, net_revenue, gross_margin "
+                                "from intermediate.int_orders where is_purchase").fetchall()
+        got = {r[0]: r[1:] for r in con.execute(
+            "select customer_id, trailing_net_revenue, trailing_gross_margin, trailing_orders, "
+            "basis_net_revenue, year_net_revenue, prior_year_net_revenue, prior_year_orders, "
+            "prior_basis_net_revenue, prior_basis_gross_margin "
+            "from intermediate.int_customer_window_totals").fetchall()}
+        built = _built(con, "intermediate.int_customer_window_totals")
+    finally:
+        con.close()
+    current = (as_of - timedelta(days=364), as_of)
+    prior = (as_of - timedelta(days=729), as_of - timedelta(days=365))
+    sums: dict[int, list] = {}
+    zero = Decimal("0.00")
+    for customer, day, revenue, margin in purchases:
+        for lo, hi, offset in ((*current, 0), (*prior, 3)):
+            if lo <= day <= hi:
+                row = sums.setdefault(customer, [zero, zero, 0, zero, zero, 0])
+                row[offset] += revenue
+                row[offset + 1] += margin
+                row[offset + 2] += 1
+    expected = {c: (r[0], r[1], r[2], r[0], r[0], r[3], r[5], r[3], r[4]) for c, r in sums.items()}
+    assert len(expected) > 100
+    assert got == expected, f"int_customer_window_totals as of {as_of}: {len(got)} rows, expected {len(expected)}"
+    return built
+
+
+def _changed_customers(path) -> set[int]:
+    """The customers the last run recomputed in the kept per-customer models."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {r[0] for r in con.execute("select customer_id from staging.stg_crm__orders_changes").fetchall()}
+    finally:
+        con.close()
+
+
+def _customers_changed_on(path, day: date) -> set[int]:
+    """The customers of the order versions the run for `day` loaded, or with that order date."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {r[0] for r in con.execute("select customer_id from raw.orders where _as_of = ? or order_date = ?",
+                                          (day, day)).fetchall()}
+    finally:
+        con.close()
+
+
 def _run(home, as_of: date) -> None:
     # a 300-customer demo day has a handful of rows per entity, of which the demo breaks some
     done = crm("run", "--home", str(home), "--as-of", as_of.isoformat(),
@@ -222,6 +276,9 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     assert _check_int_orders(wh) == {D1}
     assert _check_order_totals(wh) == {D1}
     assert _check_spells(wh) == {D1}
+    assert _check_window_totals(wh, D1) == {D1}
+    # D1's order totals, put back after D2 below: a kept table one build behind the others
+    _execute(wh, "create table intermediate.order_totals_d1 as select * from intermediate.int_customer_order_totals")
     assert "kept" not in _docs_stage(wh)  # the first run generates the dbt docs
     index = home / "docs" / "dbt" / "index.html"
     generated_at = index.stat().st_mtime_ns
@@ -243,6 +300,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     assert _check_int_orders(wh) == {D1, D2}
     assert _check_order_totals(wh) == {D1, D2}
     assert _check_spells(wh) == {D1, D2}
+    assert _check_window_totals(wh, D2) == {D1, D2}
     # the same dbt project and target: the docs of D1 are kept, not generated again
     assert "kept" in _docs_stage(wh) and index.stat().st_mtime_ns == generated_at
     kept = _indicators(wh)
@@ -251,6 +309,15 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     # the mart publishes the kept grade row (graded at D1, before the 9999)
     assert _grade(wh, customer) == (graded[0], Decimal("12.34"), date(2026, 4, 1))
 
+    # the order totals as D1 left them (as when D2's build stopped before them): the next
+    # run must also recompute the customers whose orders changed on D2
+    d2_changed = _changed_customers(wh)
+    assert d2_changed
+    _execute(wh, "create or replace table intermediate.int_customer_order_totals as "
+                 "select * from intermediate.order_totals_d1")
+    _execute(wh, "drop table intermediate.order_totals_d1")
+    with pytest.raises(AssertionError):  # stale: D2's changes are missing
+        _check_order_totals(wh)
     for table in ("int_credit_indicators", "int_credit_indicator_points", "int_credit_grades"):
         _execute(wh, f"update intermediate.{table} set _input_fingerprint = 'stale'")
     # int_orders rows computed by other code are all computed again
@@ -258,10 +325,15 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     _run(home, D3)
     assert _indicators(wh) == first
     assert _grade(wh, customer) == graded
-    assert _check_latest_orders(wh, D3) == {D1, D2, D3}
+    # the changes are found from the oldest kept build (the totals' D1): D2's orders are
+    # recomputed again with D3's, the rest of D1's rows are kept
+    assert _check_latest_orders(wh, D3) == {D1, D3}
     assert _check_int_orders(wh) == {D3}
     assert _check_order_totals(wh) >= {D1, D3}
+    # some of D2's customers had no change of their own on D3: only the catch-up mended them
+    assert d2_changed - _customers_changed_on(wh, D3), "D3 changed the same customers as D2: the check proves nothing"
     assert _check_spells(wh) >= {D1, D3}
+    assert _check_window_totals(wh, D3) >= {D1, D3}
     # a table left by code that had fewer columns: computed again with the new ones
     _execute(wh, "alter table intermediate.int_orders drop column _code_version")
     _execute(wh, "alter table staging.stg_crm__orders_latest drop column _raw_loaded_through")
@@ -274,6 +346,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     assert _check_int_orders(wh) == {D4}
     assert D4 in _check_order_totals(wh)
     assert D4 in _check_spells(wh)
+    assert D4 in _check_window_totals(wh, D4)
 
     # a backfill of an earlier date computes every order for that date
     _run(home, D2)
@@ -281,3 +354,4 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     assert _check_int_orders(wh) == {D2}
     assert _check_order_totals(wh) == {D2}
     assert _check_spells(wh) == {D2}
+    assert _check_window_totals(wh, D2) == {D2}

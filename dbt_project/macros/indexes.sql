@@ -16,3 +16,11 @@
         on {{ relation }} ({{ columns | join(', ') }});
     {%- endfor %}
 {%- endmacro %}
+
+{#- A source's table as a relation, also under `dbt build --empty` (where source() stands
+    for an empty subquery, which cannot be indexed). -#}
+{% macro crm_source_relation(source_name, table_name) -%}
+    {%- if not execute or 'sources' not in graph -%}{{ return(source(source_name, table_name)) }}{%- endif -%}
+    {%- set node = graph.sources['source.' ~ project_name ~ '.' ~ source_name ~ '.' ~ table_name] -%}
+    {{ return(api.Relation.create(database=node.database, schema=node.schema, identifier=node.identifier)) }}
+{%- endmacro %}

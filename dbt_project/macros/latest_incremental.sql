@@ -1,14 +1,18 @@
-{#- The latest version of each key, kept up to date from new batches instead of ranking
-    every version in raw every night (used by stg_crm__orders_latest).
+{#- Models kept between runs: the latest version of each order (stg_crm__orders_latest),
+    int_orders and the per-customer models derived from it keep their rows and recompute
+    only what changed, instead of ranking every version in raw every night.
 
-    The model is incremental and remembers, in every row, the as_of it was built for
-    (_built_as_of) and the newest _loaded_at in raw at that build (_raw_loaded_through).
-    A version that the run's as_of may read (latest_as_of's rule) but the last build could
-    not (it was visible later, changed later, or loaded after that build) marks its key
-    as changed. A run deletes the changed keys and appends their latest version computed
-    from all their versions in raw (none when it is soft-deleted), in one transaction.
-    A run for an earlier as_of than the last build (a backfill), a missing or empty table,
-    or --full-refresh computes every key. -#}
+    Each kept model remembers, in every row, the as_of it was built for (_built_as_of) and
+    the newest _loaded_at in raw at that build (_raw_loaded_through). A version that the
+    run's as_of may read (latest_as_of's rule) but the last build could not (it was
+    visible later, changed later, or loaded after that build) marks its order as
+    changed; so does an order date the last build's as_of had not reached. The model
+    stg_crm__orders_changes finds these once per run, relative to the oldest state of the
+    kept models (a superset of what each needs; recomputing a key is idempotent). A run
+    deletes the changed keys and appends them computed afresh, in one transaction. A run
+    for an earlier as_of than the last build (a backfill), a missing or empty table, a
+    row computed by other code (kept models with a code version) or --full-refresh
+    computes every key. Kept models carry the tag 'kept_orders'. -#}
 
 {% macro latest_incremental_state(code_version=none) -%}
     {#- with code_version (kept models, below): also 'full' when a stored row was computed
@@ -35,26 +39,43 @@
     {{ return({'mode': 'delta', 'since': since, 'since_end': since_end, 'loaded': loaded}) }}
 {%- endmacro %}
 
-{#- Keys with a version the run may read that the last build could not. -#}
-{% macro latest_changed_keys(relation, key, state) -%}
-    select distinct {{ key }}
-    from {{ relation }}
-    where _visible_from <= {{ as_of_date() }}
-      and updated_at < {{ as_of_end() }}
-      and not (
-          _visible_from <= cast('{{ state.since }}' as date)
-          and updated_at < cast('{{ state.since_end }}' as timestamp)
-          and _loaded_at <= cast('{{ state.loaded }}' as timestamp)
-      )
+{#- The state of the oldest kept build a run may continue from (none: 'full'): the
+    smallest _built_as_of and _raw_loaded_through over the kept models' tables whose
+    rows were built for an as_of no later than the run's. Read by stg_crm__orders_changes
+    before any kept model is rebuilt. -#}
+{% macro kept_changes_state() -%}
+    {%- if not execute or 'nodes' not in graph -%}{{ return({'mode': 'full'}) }}{%- endif -%}
+    {%- set built, loaded_through = [], [] -%}
+    {%- for node in graph.nodes.values()
+            if node.resource_type == 'model' and 'kept_orders' in node.tags and not flags.FULL_REFRESH -%}
+        {%- set relation = adapter.get_relation(database=node.database, schema=node.schema,
+                                                identifier=node.alias) -%}
+        {%- if relation is not none -%}
+            {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
+            {%- if '_built_as_of' in columns and '_raw_loaded_through' in columns -%}
+                {%- set row = run_query("select cast(max(_built_as_of) as varchar), "
+                                        ~ "cast(max(_raw_loaded_through) as varchar) from " ~ relation).rows[0] -%}
+                {%- if row[0] is not none and row[1] is not none and row[0] <= (var('as_of') | string) -%}
+                    {%- do built.append(row[0]) -%}
+                    {%- do loaded_through.append(row[1]) -%}
+                {%- endif -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if built | length == 0 -%}{{ return({'mode': 'full'}) }}{%- endif -%}
+    {%- set since = built | min -%}
+    {%- set loaded = loaded_through | min -%}
+    {%- set since_end = (modules.datetime.date.fromisoformat(since) + modules.datetime.timedelta(days=1)).isoformat() -%}
+    {{ return({'mode': 'delta', 'since': since, 'since_end': since_end, 'loaded': loaded}) }}
 {%- endmacro %}
 
-{#- The model: the latest version of the changed keys (all keys on a full build). -#}
+{#- The model: the latest version of the changed orders (all orders on a full build). -#}
 {% macro latest_incremental_select(relation, key, columns) -%}
     {%- set state = latest_incremental_state() -%}
 with versions as (
     select * from {{ relation }}
     {%- if state.mode == 'delta' %}
-    where {{ key }} in ({{ latest_changed_keys(relation, key, state) }})
+    where {{ kept_rows_changed('orders') }}
     {%- endif %}
 ),
 
@@ -72,14 +93,14 @@ from latest
 {%- endmacro %}
 
 {#- The pre-hook: delete what the model's SELECT appends again. -#}
-{% macro latest_incremental_reset(relation, key) -%}
+{% macro latest_incremental_reset() -%}
     {%- set state = latest_incremental_state() -%}
     {%- if not execute or this is none or not is_incremental() -%}
         select 1
     {%- elif state.mode == 'full' -%}
         {{ crm_empty_table(this) }}
     {%- else -%}
-        delete from {{ this }} where {{ key }} in ({{ latest_changed_keys(relation, key, state) }})
+        delete from {{ this }} where {{ kept_rows_changed('orders') }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -128,21 +149,14 @@ select
 from {{ cte }}
 {%- endmacro %}
 
-{#- What a kept model recomputes on a delta run, by grain. 'orders': the orders with a
-    changed version, and those whose order date the last build's as_of did not reach yet.
-    'customers': the customers of those orders (of any of their versions). -#}
-{% macro kept_rows_changed(grain, state) -%}
+{#- What a kept model recomputes on a delta run, by grain: the orders of
+    stg_crm__orders_changes ('orders') or their customers ('customers'). A model that
+    calls it declares `-- depends_on: {{ ref('stg_crm__orders_changes') }}`. -#}
+{% macro kept_rows_changed(grain) -%}
     {%- if grain == 'orders' -%}
-    order_id in ({{ latest_changed_keys(source('raw', 'orders'), 'order_id', state) }})
-    or order_date > cast('{{ state.since }}' as date)
+    order_id in (select order_id from {{ ref('stg_crm__orders_changes') }})
     {%- elif grain == 'customers' -%}
-    customer_id in (
-        select customer_id from {{ source('raw', 'orders') }}
-        where order_id in ({{ latest_changed_keys(source('raw', 'orders'), 'order_id', state) }})
-        union
-        select customer_id from {{ ref('int_orders') }}
-        where order_date > cast('{{ state.since }}' as date)
-    )
+    customer_id in (select customer_id from {{ ref('stg_crm__orders_changes') }})
     {%- else -%}
     {{ exceptions.raise_compiler_error("kept_rows_changed: unknown grain " ~ grain) }}
     {%- endif -%}
@@ -157,7 +171,7 @@ from {{ cte }}
         {%- if state.mode == 'full' -%}
         {{ crm_empty_table(this) }}
         {%- else -%}
-        delete from {{ this }} where {{ kept_rows_changed(grain, state) }}
+        delete from {{ this }} where {{ kept_rows_changed(grain) }}
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

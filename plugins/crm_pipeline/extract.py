@@ -414,20 +414,30 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _duckdb_postgres_reader(url: str):
+def _in_memory_duckdb(**config):
     """An in-memory DuckDB with the postgres extension loaded from site-packages (no
-    download, no ~/.duckdb) and the source attached read-only as ``src``."""
+    download, no ~/.duckdb); ``config`` adds to the DuckDB settings."""
     import duckdb
 
     con = duckdb.connect(":memory:", config={
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "extension_directory": str(Path(tempfile.gettempdir()) / "crm-duckdb-extensions"),
-        "memory_limit": os.environ.get("CRM_EXTRACT_DUCKDB_MEMORY", "1GB"),
-        "threads": 2,
+        **config,
     })
     try:
         con.execute(f"LOAD '{_postgres_extension_path()}'")
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
+def _duckdb_postgres_reader(url: str):
+    """An in-memory DuckDB (``_in_memory_duckdb``) with the source attached read-only as
+    ``src``."""
+    con = _in_memory_duckdb(memory_limit=os.environ.get("CRM_EXTRACT_DUCKDB_MEMORY", "1GB"), threads=2)
+    try:
         con.execute(f"ATTACH {_sql_string(url)} AS src (TYPE postgres, READ_ONLY)")
     except Exception:
         con.close()
@@ -1052,6 +1062,15 @@ def row_hash_sql(entity: Entity, source_types: dict[str, str], alias: str | None
     return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
 
 
+def loaded_row_hash_sql(wh: Warehouse, entity: Entity, source_types: dict[str, str], *, initial: bool) -> str:
+    """The _row_hash a batch loaded through SQL stores: none on a first load into DuckDB
+    (``stored_hash_sql`` computes it from raw when it is needed); PostgreSQL cannot
+    compute it later, so it stores every one."""
+    if initial and not wh.stores_row_hashes:
+        return "cast(null as varchar)"
+    return row_hash_sql(entity, source_types)
+
+
 def stored_hash_sql(entity: Entity, alias: str | None = None) -> str:
     """The row hash of a version in a DuckDB raw table. A first load through SQL stores no
     hash (``_row_hash`` null): hashing every row of a first load cost as much as reading
@@ -1093,17 +1112,9 @@ def sql_warehouse(wh: Warehouse, engine) -> Iterator[tuple[Warehouse, str]]:
         with attached_source(wh, engine) as schema:
             yield wh, schema
         return
-    import duckdb
-
-    con = duckdb.connect(":memory:", config={
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "extension_directory": str(Path(tempfile.gettempdir()) / "crm-duckdb-extensions"),
-        "temp_directory": str(Path(tempfile.gettempdir()) / "crm-duckdb-spill"),
-    })
+    con = _in_memory_duckdb(temp_directory=str(Path(tempfile.gettempdir()) / "crm-duckdb-spill"))
     bridge = Warehouse.duckdb_over(wh.config, con)
     try:
-        con.execute(f"LOAD '{_postgres_extension_path()}'")
         url = wh.config.url.replace("postgresql+psycopg2://", "postgresql://")
         con.execute(f"ATTACH {_sql_string(url)} AS {WAREHOUSE_ALIAS} (TYPE postgres)")
         con.execute(f"USE {WAREHOUSE_ALIAS}")
@@ -1202,10 +1213,7 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         # 1. the scan: typed columns, the row hash (of the source values) and gate 1's
         #    suspect flag, assuming each key once in the batch (checked right after)
         flag_unique = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known, key_is_unique=True)
-        # a first load into DuckDB stores no hash (``stored_hash_sql`` computes it when it
-        # is needed); PostgreSQL cannot, so it gets every one
-        row_hash = ("cast(null as varchar)" if is_initial and not wh.stores_row_hashes
-                    else row_hash_sql(entity, types))
+        row_hash = loaded_row_hash_sql(wh, entity, types, initial=is_initial)
         wh.execute(
             f"create table {inc} as select *, ({flag_unique}) as _suspect from ("
             f"select {typed}, {row_hash} as _row_hash "
@@ -1329,7 +1337,7 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
     suspect = gates.gate1_suspect_sql(entity, as_of=stats.as_of, known_customers_sql=known, key_is_unique=True)
     marked = f"{stats.batch_id}{SUSPECT_MARK}"
     meta = meta_with(f"case when {suspect} then '{marked}' else '{stats.batch_id}' end")
-    row_hash = row_hash_sql(entity, source_types) if wh.stores_row_hashes else "cast(null as varchar)"
+    row_hash = loaded_row_hash_sql(wh, entity, source_types, initial=True)
     with wh.transaction():
         n = wh.scalar(f"insert into {target} ({contract}, {', '.join(RAW_META_COLUMNS)}) "
                       f"select {contract}, {meta}, _row_hash from (select {typed}, {row_hash} as _row_hash "

@@ -8,41 +8,25 @@
 -- top-customer decline. One row per customer in stg_crm__customers.
 {%- set as_of = modules.datetime.date.fromisoformat(var('as_of') | string) %}
 {%- set year_days = var('churn_year_days') | int %}
-{%- set basis_days = var('pyramid_basis_days', var('trailing_days')) | int %}
 {%- set prior_as_of = as_of - modules.datetime.timedelta(days=year_days) %}
-{%- set prior_basis_start = prior_as_of - modules.datetime.timedelta(days=basis_days - 1) %}
-{%- set trailing_start = as_of - modules.datetime.timedelta(days=year_days - 1) %}
-{%- set prior_start = prior_as_of - modules.datetime.timedelta(days=year_days - 1) %}
 
 with customers as (
     select * from {{ ref('stg_crm__customers') }}
-),
-
-orders as (
-    select * from {{ ref('int_orders') }}
-    where is_purchase
 ),
 
 tier_cutpoints as (
     select * from {{ ref('value_tier_cutpoints') }}
 ),
 
+-- the window totals, kept per customer between runs (macros/customer_windows.sql):
+-- last year's pyramid basis, the trailing 12 months and the 12 months before them
 revenue as (
     select
         customer_id,
-        sum(case
-            when order_date between cast('{{ prior_basis_start }}' as date) and cast('{{ prior_as_of }}' as date)
-                then net_revenue else 0
-        end) as prior_basis_revenue,
-        sum(case
-            when order_date >= cast('{{ trailing_start }}' as date) then net_revenue else 0
-        end) as trailing_12m_revenue,
-        sum(case
-            when order_date between cast('{{ prior_start }}' as date) and cast('{{ prior_as_of }}' as date)
-                then net_revenue else 0
-        end) as prior_12m_revenue
-    from orders
-    group by customer_id
+        prior_basis_net_revenue as prior_basis_revenue,
+        year_net_revenue as trailing_12m_revenue,
+        prior_year_net_revenue as prior_12m_revenue
+    from {{ ref('int_customer_window_totals') }}
 ),
 
 buyers as (

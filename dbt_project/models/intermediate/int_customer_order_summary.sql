@@ -2,8 +2,6 @@
 -- age inputs of RFM and of the CLV fit, historical value, trailing-window value and
 -- product breadth. One row per customer in stg_crm__customers; prospects keep nulls
 -- for order dates and zeros for counts and money.
-{%- set trailing_start = (modules.datetime.date.fromisoformat(var("as_of") | string)
-    - modules.datetime.timedelta(days=(var("trailing_days") | int) - 1)).isoformat() %}
 
 with customers as (
     select * from {{ ref('stg_crm__customers') }}
@@ -13,17 +11,10 @@ totals as (
     select * from {{ ref('int_customer_order_totals') }}
 ),
 
--- the trailing window is the only part that reads orders: it moves with the run date
+-- the trailing window moves with the run date: its totals are kept per customer too
 trailing_window as (
-    select
-        customer_id,
-        sum(net_revenue) as trailing_net_revenue,
-        sum(gross_margin) as trailing_gross_margin,
-        count(*) as trailing_orders
-    from {{ ref('int_orders') }}
-    where is_purchase
-      and order_date >= cast('{{ trailing_start }}' as date)
-    group by customer_id
+    select customer_id, trailing_net_revenue, trailing_gross_margin, trailing_orders
+    from {{ ref('int_customer_window_totals') }}
 ),
 
 final as (

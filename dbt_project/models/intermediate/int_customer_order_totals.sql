@@ -7,8 +7,10 @@
     of the orders int_orders recomputes; a backfill, a change to this model or anything
     upstream of it, or --full-refresh recomputes every customer. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
+          tags=['kept_orders'],
           pre_hook="{{ kept_rows_reset('customers') }}",
           post_hook="{{ analyze_relation(this) }}") }}
+-- depends_on: {{ ref('stg_crm__orders_changes') }}
 {%- set code_version = upstream_code_version() %}
 {%- set state = kept_rows_state(code_version) %}
 
@@ -16,7 +18,7 @@ with purchases as (
     select * from {{ ref('int_orders') }}
     where is_purchase
     {%- if state.mode == 'delta' %}
-      and {{ kept_rows_changed('customers', state) }}
+      and {{ kept_rows_changed('customers') }}
     {%- endif %}
 ),
 

@@ -4,16 +4,18 @@
     with a changed version or an order date the last build's as_of had not reached; a
     backfill, a code change upstream or --full-refresh recomputes every order. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
+          tags=['kept_orders'],
           pre_hook="{{ kept_rows_reset('orders') }}",
-          post_hook=["{{ crm_indexes(this, [['order_id'], ['customer_id', 'order_date']]) }}",
+          post_hook=["{{ crm_indexes(this, [['order_id'], ['customer_id', 'order_date'], ['order_date']]) }}",
                      "{{ analyze_relation(this) }}"]) }}
+-- depends_on: {{ ref('stg_crm__orders_changes') }}
 {%- set code_version = upstream_code_version() %}
 {%- set state = kept_rows_state(code_version) %}
 
 with orders as (
     select * from {{ ref('stg_crm__orders') }}
     {%- if state.mode == 'delta' %}
-    where {{ kept_rows_changed('orders', state) }}
+    where {{ kept_rows_changed('orders') }}
     {%- endif %}
 ),
 

@@ -10,8 +10,10 @@
     the customers of the orders int_orders recomputes; a backfill, a change to this model,
     to anything upstream or to A, or --full-refresh recomputes all. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
+          tags=['kept_orders'],
           pre_hook="{{ kept_rows_reset('customers', 'retention_active_days=' ~ var('retention_active_days')) }}",
           post_hook="{{ analyze_relation(this) }}") }}
+-- depends_on: {{ ref('stg_crm__orders_changes') }}
 {%- set active_days = var('retention_active_days') | int %}
 {%- set code_version = upstream_code_version('retention_active_days=' ~ var('retention_active_days')) %}
 {%- set state = kept_rows_state(code_version) %}
@@ -21,7 +23,7 @@ with purchase_days as (
     from {{ ref('int_orders') }}
     where is_purchase
     {%- if state.mode == 'delta' %}
-      and {{ kept_rows_changed('customers', state) }}
+      and {{ kept_rows_changed('customers') }}
     {%- endif %}
     group by customer_id, order_date
 ),

@@ -9,25 +9,19 @@ with customers as (
     select * from {{ ref('stg_crm__customers') }}
 ),
 
-orders as (
-    select * from {{ ref('int_orders') }}
-    where is_purchase
-      and order_date >= cast('{{ window_start }}' as date)
+-- the purchase totals of the window, kept per customer between runs
+order_totals as (
+    select
+        customer_id,
+        basis_net_revenue as net_revenue,
+        basis_gross_margin as gross_margin,
+        basis_orders as orders
+    from {{ ref('int_customer_window_totals') }}
 ),
 
 complaints as (
     select * from {{ ref('stg_crm__complaints') }}
     where opened_at >= cast('{{ window_start }}' as timestamp)
-),
-
-order_totals as (
-    select
-        customer_id,
-        sum(net_revenue) as net_revenue,
-        sum(gross_margin) as gross_margin,
-        count(*) as orders
-    from orders
-    group by customer_id
 ),
 
 complaint_totals as (

@@ -1,0 +1,47 @@
+-- Owns each customer's purchase totals in the trailing windows that move with the run
+-- date (macros/customer_windows.sql): net revenue, gross margin and purchase orders per
+-- window. One row per customer with a purchase in at least one window.
+{#- Kept between runs (macros/latest_incremental.sql): a run recomputes the customers of
+    the changed orders and the customers with a purchase on a day that left or entered a
+    window since the last build (one day's buyers per window edge on a nightly run);
+    every other customer's windows hold the same orders as before. A backfill, a change to
+    this model, to anything upstream or to a window's length, or --full-refresh
+    recomputes all. -#}
+{%- set windows = customer_windows() %}
+{%- set settings = 'windows=' ~ windows %}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
+          tags=['kept_orders'],
+          pre_hook="{{ customer_window_totals_reset() }}",
+          post_hook="{{ analyze_relation(this) }}") }}
+-- depends_on: {{ ref('stg_crm__orders_changes') }}
+{%- set code_version = upstream_code_version(settings) %}
+{%- set state = kept_rows_state(code_version) %}
+{%- set as_of = modules.datetime.date.fromisoformat(var('as_of') | string) %}
+{%- set starts = [] %}
+{%- for window in windows %}{% do starts.append(customer_window_bounds(as_of, window)[0]) %}{% endfor %}
+
+with purchases as (
+    select customer_id, order_date, net_revenue, gross_margin
+    from {{ ref('int_orders') }}
+    where is_purchase
+      and order_date >= cast('{{ starts | min }}' as date)
+    {%- if state.mode == 'delta' %}
+      and {{ customer_window_totals_changed(state) }}
+    {%- endif %}
+),
+
+final as (
+    select
+        customer_id,
+        {%- for window in windows %}
+        {%- set bounds = customer_window_bounds(as_of, window) %}
+        {%- set inside = "order_date between cast('" ~ bounds[0] ~ "' as date) and cast('" ~ bounds[1] ~ "' as date)" %}
+        cast(sum(case when {{ inside }} then net_revenue else 0 end) as numeric(18, 2)) as {{ window[0] }}_net_revenue,
+        cast(sum(case when {{ inside }} then gross_margin else 0 end) as numeric(18, 2)) as {{ window[0] }}_gross_margin,
+        cast(count(case when {{ inside }} then 1 end) as integer) as {{ window[0] }}_orders{{ ',' if not loop.last }}
+        {%- endfor %}
+    from purchases
+    group by customer_id
+)
+
+{{ kept_rows_select('final', code_version) }}
