@@ -86,10 +86,10 @@ def crm_nightly():
 
         pipeline.finish(run["run_id"], date.fromisoformat(run["as_of"]))
 
-    as_of_var = {"as_of": "{{ ti.xcom_pull(task_ids='begin')['as_of'] }}"}
+    as_of = "{{ ti.xcom_pull(task_ids='begin')['as_of'] }}"
     run = begin()
-    dbt_staging = CrmDbtBuildOperator(task_id="dbt_staging", stage="dbt_staging", vars=as_of_var, retries=0)
-    dbt_marts = CrmDbtBuildOperator(task_id="dbt_marts", stage="dbt_marts", vars=as_of_var, retries=0)
+    dbt_staging = CrmDbtBuildOperator(task_id="dbt_staging", stage="dbt_staging", as_of=as_of, retries=0)
+    dbt_marts = CrmDbtBuildOperator(task_id="dbt_marts", stage="dbt_marts", as_of=as_of, retries=0)
 
     extracted = extract(run)
     extracted >> dbt_staging

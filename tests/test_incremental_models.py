@@ -301,6 +301,11 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     assert _check_order_totals(wh) == {D1, D2}
     assert _check_spells(wh) == {D1, D2}
     assert _check_window_totals(wh, D2) == {D1, D2}
+    # the run date reaches dbt outside its vars: both dbt stages of D2 reuse the parse
+    # of D1 instead of parsing the project from scratch
+    d2_log = (home / "logs" / f"run-{D2.isoformat()}.log").read_text()
+    assert d2_log.count("Running with dbt") == 2
+    assert "Unable to do partial parsing" not in d2_log and "Starting full parse" not in d2_log
     # the same dbt project and target: the docs of D1 are kept, not generated again
     assert "kept" in _docs_stage(wh) and index.stat().st_mtime_ns == generated_at
     kept = _indicators(wh)

@@ -54,7 +54,7 @@
         select customer_id from {{ ref('int_orders') }}
         where is_purchase
           and {{ customer_window_moved_days(modules.datetime.date.fromisoformat(state.since),
-                                            modules.datetime.date.fromisoformat(var('as_of') | string)) }}
+                                            modules.datetime.date.fromisoformat(crm_as_of())) }}
     )
 {%- endmacro %}
 

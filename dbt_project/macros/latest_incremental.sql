@@ -29,7 +29,7 @@
                                ~ ("" if code_version is none else ", min(_code_version), max(_code_version)")
                                ~ " from " ~ this) -%}
     {%- set since, loaded = result.rows[0][0], result.rows[0][1] -%}
-    {%- if since is none or loaded is none or since > (var('as_of') | string) -%}
+    {%- if since is none or loaded is none or since > (crm_as_of()) -%}
         {{ return({'mode': 'full'}) }}
     {%- endif -%}
     {%- if code_version is not none and (result.rows[0][2] != code_version or result.rows[0][3] != code_version) -%}
@@ -55,7 +55,7 @@
             {%- if '_built_as_of' in columns and '_raw_loaded_through' in columns -%}
                 {%- set row = run_query("select cast(max(_built_as_of) as varchar), "
                                         ~ "cast(max(_raw_loaded_through) as varchar) from " ~ relation).rows[0] -%}
-                {%- if row[0] is not none and row[1] is not none and row[0] <= (var('as_of') | string) -%}
+                {%- if row[0] is not none and row[1] is not none and row[0] <= (crm_as_of()) -%}
                     {%- do built.append(row[0]) -%}
                     {%- do loaded_through.append(row[1]) -%}
                 {%- endif -%}

@@ -1,7 +1,7 @@
 {#- Cross-database SQL for the risk marts (credit, churn, retention, complaints, contacts).
     Everything that differs between DuckDB and PostgreSQL goes through adapter.dispatch
     here; the models stay plain SQL. Also owns the quarter arithmetic of the credit grades
-    (computed in Jinja from var('as_of'), so it is identical on both engines). -#}
+    (computed in Jinja from crm_as_of(), so it is identical on both engines). -#}
 
 {#- Continuous percentile as an aggregate (p in 0..1): DuckDB quantile_cont,
     PostgreSQL percentile_cont ... within group. Nulls are ignored by both. -#}
@@ -97,7 +97,7 @@
     the previous quarter (data_through), as a run on that day would have seen it. Both
     dates depend only on the quarter of as_of, so every run inside Q gives the same rows. -#}
 {% macro _credit_quarter_dates() -%}
-    {%- set d = modules.datetime.date.fromisoformat(var("as_of") | string) -%}
+    {%- set d = modules.datetime.date.fromisoformat(crm_as_of()) -%}
     {%- set q_start = modules.datetime.date(d.year, ((d.month - 1) // 3) * 3 + 1, 1) -%}
     {%- set through = q_start - modules.datetime.timedelta(days=1) -%}
     {{ return({'grade_quarter': q_start.isoformat(), 'data_through': through.isoformat(),

@@ -14,7 +14,7 @@
 
 {#- First day of the quarter containing the run date, computed in Jinja (portable). -#}
 {% macro as_of_quarter_start() -%}
-    {%- set d = modules.datetime.date.fromisoformat(var("as_of") | string) -%}
+    {%- set d = modules.datetime.date.fromisoformat(crm_as_of()) -%}
     {%- set q = modules.datetime.date(d.year, ((d.month - 1) // 3) * 3 + 1, 1) -%}
     cast('{{ q.isoformat() }}' as date)
 {%- endmacro %}

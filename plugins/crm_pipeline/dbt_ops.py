@@ -79,9 +79,17 @@ def model_seconds(result: Any) -> dict[str, float]:
 
 
 class CrmDbtBuildOperator(DbtBuildLocalOperator):
-    """``dbt build`` of one stage with the warehouse target resolved at run time."""
+    """``dbt build`` of one stage with the warehouse target resolved at run time.
 
-    def __init__(self, *, stage: str, **kwargs: Any) -> None:
+    The run date reaches dbt as the environment variable CRM_AS_OF (macro crm_as_of), not
+    as ``--vars``: dbt parses the whole project again whenever its vars change, and with
+    the same vars every night both stages reuse the last parse, kept in cosmos's cache
+    folder (about 10 s less per stage)."""
+
+    template_fields = (*DbtBuildLocalOperator.template_fields, "as_of")
+
+    def __init__(self, *, stage: str, as_of: str = "", **kwargs: Any) -> None:
+        self.as_of = as_of
         kwargs.setdefault("project_dir", str(DBT_PROJECT_DIR))
         kwargs.setdefault(
             "profile_config",
@@ -111,6 +119,8 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
 
         env = dict(super().get_env(context))
         env.update(RunSettings.resolve().warehouse.dbt_env())
+        if self.as_of:
+            env["CRM_AS_OF"] = str(self.as_of)
         return env
 
     def handle_exception_dbt_runner(self, result: Any) -> None:
@@ -134,6 +144,12 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
 
         run_id = context["dag_run"].run_id
         self.vars = {**(self.vars or {}), "macros_version": macros_version()}
+        if self.cache_dir is None and self.partial_parse:
+            from cosmos import settings as cosmos_settings
+
+            # one parse cache for both stages (the same project and vars)
+            self.cache_dir = Path(cosmos_settings.cache_dir) / "crm_nightly"
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
         progress.emit(self.stage, "running")
         started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         t0 = time.perf_counter()

@@ -6,7 +6,7 @@
 -- revenue in that window: 'No revenue', as in customer_value_tiers). Also
 -- carries the trailing and prior 12-month net revenue as of the run date for the
 -- top-customer decline. One row per customer in stg_crm__customers.
-{%- set as_of = modules.datetime.date.fromisoformat(var('as_of') | string) %}
+{%- set as_of = modules.datetime.date.fromisoformat(crm_as_of()) %}
 {%- set year_days = var('churn_year_days') | int %}
 {%- set prior_as_of = as_of - modules.datetime.timedelta(days=year_days) %}
 

@@ -8,7 +8,7 @@
 -- leaves this model.
 {%- set email_norm = "nullif(lower(trim(email)), '')" %}
 {%- set phone_norm = "nullif(" ~ crm_digits_only('phone') ~ ", '')" %}
-{%- set stale_before = (modules.datetime.date.fromisoformat(var('as_of') | string)
+{%- set stale_before = (modules.datetime.date.fromisoformat(crm_as_of())
     - modules.datetime.timedelta(days=var('contact_stale_days') | int)).isoformat() %}
 
 with contacts as (

@@ -16,7 +16,7 @@
 -- depends_on: {{ ref('stg_crm__orders_changes') }}
 {%- set code_version = upstream_code_version(settings) %}
 {%- set state = kept_rows_state(code_version) %}
-{%- set as_of = modules.datetime.date.fromisoformat(var('as_of') | string) %}
+{%- set as_of = modules.datetime.date.fromisoformat(crm_as_of()) %}
 {%- set starts = [] %}
 {%- for window in windows %}{% do starts.append(customer_window_bounds(as_of, window)[0]) %}{% endfor %}
 

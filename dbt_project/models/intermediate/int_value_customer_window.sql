@@ -2,7 +2,7 @@
 -- gross margin, purchase orders, complaints and compensation in the pyramid basis window
 -- (var pyramid_basis_days, default 365 days ending on the run date, both ends included).
 -- One row per customer in stg_crm__customers.
-{%- set window_start = (modules.datetime.date.fromisoformat(var("as_of") | string)
+{%- set window_start = (modules.datetime.date.fromisoformat(crm_as_of())
     - modules.datetime.timedelta(days=(var("pyramid_basis_days") | int) - 1)).isoformat() %}
 
 with customers as (

@@ -5,7 +5,7 @@
 -- var complaint_repeat_min complaints opened in the last var complaint_repeat_window_days).
 {%- set categories = complaint_category_names() %}
 {%- set large_tiers = var('large_customer_tiers') %}
-{%- set repeat_start = (modules.datetime.date.fromisoformat(var('as_of') | string)
+{%- set repeat_start = (modules.datetime.date.fromisoformat(crm_as_of())
     - modules.datetime.timedelta(days=(var('complaint_repeat_window_days') | int) - 1)).isoformat() %}
 
 with customers as (
