@@ -45,29 +45,3 @@
     ({%- for r in ranges %}{{ ' or ' if not loop.first }}order_date between cast('{{ r[0] }}' as date) and cast('{{ r[1] }}' as date){%- endfor %})
     {%- endif -%}
 {%- endmacro %}
-
-{#- The customers int_customer_window_totals recomputes on a delta run (see there). -#}
-{% macro customer_window_totals_changed(state) -%}
-    customer_id in (
-        select customer_id from {{ ref('stg_crm__orders_changes') }}
-        union
-        select customer_id from {{ ref('int_orders') }}
-        where is_purchase
-          and {{ customer_window_moved_days(modules.datetime.date.fromisoformat(state.since),
-                                            modules.datetime.date.fromisoformat(crm_as_of())) }}
-    )
-{%- endmacro %}
-
-{#- The pre-hook of int_customer_window_totals: delete what its SELECT appends again. -#}
-{% macro customer_window_totals_reset() -%}
-    {%- if not execute or this is none or not is_incremental() -%}
-        select 1
-    {%- else -%}
-        {%- set state = kept_rows_state(upstream_code_version('windows=' ~ customer_windows())) -%}
-        {%- if state.mode == 'full' -%}
-        {{ crm_empty_table(this) }}
-        {%- else -%}
-        delete from {{ this }} where {{ customer_window_totals_changed(state) }}
-        {%- endif -%}
-    {%- endif -%}
-{%- endmacro %}

@@ -29,7 +29,7 @@
                                ~ ("" if code_version is none else ", min(_code_version), max(_code_version)")
                                ~ " from " ~ this) -%}
     {%- set since, loaded = result.rows[0][0], result.rows[0][1] -%}
-    {%- if since is none or loaded is none or since > (crm_as_of()) -%}
+    {%- if since is none or loaded is none or since > crm_as_of() -%}
         {{ return({'mode': 'full'}) }}
     {%- endif -%}
     {%- if code_version is not none and (result.rows[0][2] != code_version or result.rows[0][3] != code_version) -%}
@@ -55,7 +55,7 @@
             {%- if '_built_as_of' in columns and '_raw_loaded_through' in columns -%}
                 {%- set row = run_query("select cast(max(_built_as_of) as varchar), "
                                         ~ "cast(max(_raw_loaded_through) as varchar) from " ~ relation).rows[0] -%}
-                {%- if row[0] is not none and row[1] is not none and row[0] <= (crm_as_of()) -%}
+                {%- if row[0] is not none and row[1] is not none and row[0] <= crm_as_of() -%}
                     {%- do built.append(row[0]) -%}
                     {%- do loaded_through.append(row[1]) -%}
                 {%- endif -%}
@@ -149,14 +149,25 @@ select
 from {{ cte }}
 {%- endmacro %}
 
-{#- What a kept model recomputes on a delta run, by grain: the orders of
-    stg_crm__orders_changes ('orders') or their customers ('customers'). A model that
-    calls it declares `-- depends_on: {{ ref('stg_crm__orders_changes') }}`. -#}
-{% macro kept_rows_changed(grain) -%}
+{#- What a kept model recomputes on a delta run (`state`: its kept_rows_state), by grain:
+    the orders of stg_crm__orders_changes ('orders'), their customers ('customers'), or
+    those and the customers who bought on a day that left or entered one of the trailing
+    windows (macros/customer_windows.sql) since the last build ('window_customers').
+    A model that calls it declares `-- depends_on: {{ ref('stg_crm__orders_changes') }}`. -#}
+{% macro kept_rows_changed(grain, state=none) -%}
     {%- if grain == 'orders' -%}
     order_id in (select order_id from {{ ref('stg_crm__orders_changes') }})
     {%- elif grain == 'customers' -%}
     customer_id in (select customer_id from {{ ref('stg_crm__orders_changes') }})
+    {%- elif grain == 'window_customers' -%}
+    customer_id in (
+        select customer_id from {{ ref('stg_crm__orders_changes') }}
+        union
+        select customer_id from {{ ref('int_orders') }}
+        where is_purchase
+          and {{ customer_window_moved_days(modules.datetime.date.fromisoformat(state.since),
+                                            modules.datetime.date.fromisoformat(crm_as_of())) }}
+    )
     {%- else -%}
     {{ exceptions.raise_compiler_error("kept_rows_changed: unknown grain " ~ grain) }}
     {%- endif -%}
@@ -171,7 +182,7 @@ from {{ cte }}
         {%- if state.mode == 'full' -%}
         {{ crm_empty_table(this) }}
         {%- else -%}
-        delete from {{ this }} where {{ kept_rows_changed(grain) }}
+        delete from {{ this }} where {{ kept_rows_changed(grain, state) }}
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

@@ -11,7 +11,7 @@
 {%- set settings = 'windows=' ~ windows %}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
           tags=['kept_orders'],
-          pre_hook="{{ customer_window_totals_reset() }}",
+          pre_hook="{{ kept_rows_reset('window_customers', 'windows=' ~ customer_windows()) }}",
           post_hook="{{ analyze_relation(this) }}") }}
 -- depends_on: {{ ref('stg_crm__orders_changes') }}
 {%- set code_version = upstream_code_version(settings) %}
@@ -26,7 +26,7 @@ with purchases as (
     where is_purchase
       and order_date >= cast('{{ starts | min }}' as date)
     {%- if state.mode == 'delta' %}
-      and {{ customer_window_totals_changed(state) }}
+      and {{ kept_rows_changed('window_customers', state) }}
     {%- endif %}
 ),
 
