@@ -63,12 +63,17 @@ def _grade(path, customer: int) -> tuple:
 
 def _docs_stage(path) -> dict:
     """The details of the latest run's docs stage."""
+    return _stage_details(path, "docs")
+
+
+def _stage_details(path, stage: str) -> dict:
+    """The details of the latest run's stage ``stage``."""
     import json
 
     con = duckdb.connect(str(path), read_only=True)
     try:
-        status, details = con.execute("select status, details from ops.run_stages where stage = 'docs' "
-                                      "order by started_at desc limit 1").fetchone()
+        status, details = con.execute("select status, details from ops.run_stages where stage = ? "
+                                      "order by started_at desc limit 1", (stage,)).fetchone()
     finally:
         con.close()
     assert status == "ok"
@@ -280,6 +285,15 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     # D1's order totals, put back after D2 below: a kept table one build behind the others
     _execute(wh, "create table intermediate.order_totals_d1 as select * from intermediate.int_customer_order_totals")
     assert "kept" not in _docs_stage(wh)  # the first run generates the dbt docs
+    # each dbt stage records its models' seconds and its data tests' (count, seconds in
+    # all, the slowest by name), so that a slow night names what made it slow
+    for dbt_stage in ("dbt_staging", "dbt_marts"):
+        details = _stage_details(wh, dbt_stage)
+        assert "int_orders" in details["model_seconds"] or "customer_rfm" in details["model_seconds"]
+        tests = details["test_seconds"]
+        assert tests["n"] > 20 and 0 < len(tests["slowest"]) <= 10
+        assert not set(tests["slowest"]) & set(details["model_seconds"]), tests["slowest"]
+        assert tests["seconds"] >= sum(tests["slowest"].values()) - 0.01
     index = home / "docs" / "dbt" / "index.html"
     generated_at = index.stat().st_mtime_ns
     first = _indicators(wh)

@@ -181,6 +181,45 @@ def test_a_first_load_straight_into_raw_quarantines_like_the_chunked_path(tmp_pa
     assert all(versions[int(k)] == 1 for k in cleaned)
 
 
+def test_a_first_load_stopped_before_its_suspects_left_raw_is_mended_by_the_retry(tmp_path, pg_database,
+                                                                                monkeypatch):
+    """The first load's suspect rows leave raw right after the batch's commit. A process
+    that dies in between leaves them there, never visible to a run date; the retry
+    deletes them before it reads raw and lands what an uninterrupted first load lands."""
+    demo.advance_source(pg_database, D1, customers=120)
+    expected = _inject(pg_database, D1)
+    with Warehouse(WarehouseConfig.from_url(f"duckdb:///{tmp_path / 'clean'}.duckdb")) as wh:
+        ex.extract_all(wh, pg_database, as_of=D1, run_id="r1")
+        clean = ({e.name: _raw(wh, e) for e in ENTITIES}, {e.name: _quarantine(wh, e) for e in ENTITIES})
+
+    monkeypatch.setenv("CRM_FAULT_INJECT", "extract:before_suspects_leave:orders")
+    monkeypatch.setenv("CRM_FAULT_MARKER", str(tmp_path / "fault.fired"))
+    with Warehouse(WarehouseConfig.from_url(f"duckdb:///{tmp_path / 'stopped'}.duckdb")) as wh:
+        with pytest.raises(ex.SourceError, match="fault injected"):
+            ex.extract_all(wh, pg_database, as_of=D1, run_id="f1")
+        # the batch committed; its suspects wait in raw, out of sight of every run date
+        assert "orders" in {r[0] for r in wh.query("select entity from ops.extract_batches")}
+        waiting = {int(r[0]) for r in wh.query(
+            f"select order_id from raw.orders where _visible_from = date '{ex.NEVER_VISIBLE}'")}
+        assert set(expected) <= waiting
+        assert all(str(r[0]).endswith(ex.SUSPECT_MARK) for r in wh.query(
+            f"select distinct _batch_id from raw.orders where _visible_from = date '{ex.NEVER_VISIBLE}'"))
+        visible = wh.scalar("select count(*) from raw.orders where _visible_from <= ?", (D1,))
+        assert visible == len(clean[0]["orders"])  # the good rows of the batch, suspects' good ones included
+
+        retry = {s.entity: s for s in ex.extract_all(wh, pg_database, as_of=D1, run_id="f2",
+                                                       gate_settings=GateSettings(max_quarantine_share=1.0))}
+        assert retry["orders"].rows_staged == 0  # nothing new: the committed batch stands
+        assert wh.scalar(f"select count(*) from raw.orders where _visible_from = date '{ex.NEVER_VISIBLE}'") == 0
+        for entity in ENTITIES:
+            pd.testing.assert_frame_equal(_raw(wh, entity), clean[0][entity.name], check_dtype=False,
+                                          obj=f"retried: raw.{entity.name}")
+        # the retry re-read the window: the quarantined rows were read again and quarantined again
+        assert retry["orders"].rows_quarantined == len(expected)
+        assert dict(wh.query("select cast(_key as bigint), _rule from quarantine.orders "
+                             "where _batch_id = ?", (retry["orders"].batch_id,))) == expected
+
+
 def test_money_text_is_the_same_in_python_and_in_sql():
     """Hand-written expectations: to the cent, two decimals."""
     import duckdb

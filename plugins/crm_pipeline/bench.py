@@ -206,6 +206,9 @@ def _read_run_record(fig: RunFigures, warehouse: str, as_of: date, sampler: Tree
         fig.stages[stage] = StageFigure(seconds, rows_n, sampler.peak(start, end))
         for model, model_s in (info.get("model_seconds") or {}).items():
             fig.slowest_models.append((stage, model, float(model_s)))
+        tests = info.get("test_seconds") or {}
+        if tests.get("n"):  # the stage's data tests, all together, next to its models
+            fig.slowest_models.append((stage, f"({tests['n']} data tests)", float(tests.get("seconds") or 0.0)))
     fig.slowest_models = sorted(fig.slowest_models, key=lambda t: -t[2])[:SLOWEST_MODELS]
     for entity, n, seconds in sorted(batches):
         peak = sampler.peak(*extract_window) if extract_window else None

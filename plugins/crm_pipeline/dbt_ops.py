@@ -78,6 +78,19 @@ def model_seconds(result: Any) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
 
 
+def test_seconds(result: Any, slowest: int = 10) -> dict[str, Any]:
+    """The data tests of a dbtRunnerResult: how many ran, their seconds in all, and the
+    slowest ``slowest`` of them by name (a stage's time is its models' plus its tests')."""
+    run = getattr(result, "result", None)
+    seconds: dict[str, float] = {}
+    for node_result in getattr(run, "results", None) or []:
+        node = getattr(node_result, "node", None)
+        if str(getattr(node, "resource_type", "")).split(".")[-1].lower() == "test":
+            seconds[node.name] = round(float(getattr(node_result, "execution_time", 0.0) or 0.0), 3)
+    top = sorted(seconds.items(), key=lambda kv: -kv[1])[:slowest]
+    return {"n": len(seconds), "seconds": round(sum(seconds.values()), 3), "slowest": dict(top)}
+
+
 class CrmDbtBuildOperator(DbtBuildLocalOperator):
     """``dbt build`` of one stage with the warehouse target resolved at run time.
 
@@ -126,6 +139,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
     def handle_exception_dbt_runner(self, result: Any) -> None:
         self._counts, failures = summarise_results(result)
         self._counts["model_seconds"] = model_seconds(result)
+        self._counts["test_seconds"] = test_seconds(result)
         if failures or not getattr(result, "success", False):
             if not failures:
                 exc = getattr(result, "exception", None)
