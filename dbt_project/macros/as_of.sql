@@ -11,6 +11,15 @@
     {{ return(env_var('CRM_AS_OF')) }}
 {%- endmacro %}
 
+{#- True while dbt only describes the project (`dbt docs generate`): the state lookups
+    of the kept models and of the credit snapshot are skipped, and every model compiles
+    as on a full build, which is also the SQL the docs should show. Those lookups scan the
+    kept tables (max over 20M rows per table at scale L): cheap in DuckDB, but on
+    PostgreSQL they made generating the docs take 40 s instead of 8. -#}
+{% macro crm_describing_only() -%}
+    {{ return(execute and flags.WHICH == 'generate') }}
+{%- endmacro %}
+
 {#- The run's logical date and the first instant after it. A row version belongs to
     as_of = D when it was changed before D + 1 day and it had reached the warehouse by D
     (`_visible_from`, set by extraction). Computed in Jinja so the SQL is portable. -#}

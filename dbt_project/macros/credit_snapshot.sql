@@ -18,7 +18,7 @@
     purpose. -#}
 {% macro credit_input_fingerprint() -%}
     {#- '' at parse time, and in unit tests (their graph is empty; they never reuse rows) -#}
-    {%- if not execute or 'nodes' not in graph -%}{{ return('') }}{%- endif -%}
+    {%- if not execute or 'nodes' not in graph or crm_describing_only() -%}{{ return('') }}{%- endif -%}
     {%- set dates = _credit_quarter_dates() -%}
     {%- set parts = ['quarter=' ~ dates['grade_quarter'] ~ ' through=' ~ dates['data_through'],
                      'window=' ~ var('credit_window_days') ~ ' regularity=' ~ var('credit_regularity_window_days')
@@ -47,7 +47,7 @@
 
 {#- True when this incremental model already holds exactly the rows of `fingerprint`. -#}
 {% macro credit_snapshot_is_current(fingerprint) -%}
-    {%- if not execute or this is none or not is_incremental() -%}{{ return(false) }}{%- endif -%}
+    {%- if not execute or this is none or not is_incremental() or crm_describing_only() -%}{{ return(false) }}{%- endif -%}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
     {%- if '_input_fingerprint' not in columns -%}{{ return(false) }}{%- endif -%}
     {%- set result = run_query(

@@ -17,7 +17,7 @@
 {% macro latest_incremental_state(code_version=none) -%}
     {#- with code_version (kept models, below): also 'full' when a stored row was computed
         by other code; read in the same scan of the table -#}
-    {%- if not execute or this is none or not is_incremental() or flags.FULL_REFRESH -%}
+    {%- if not execute or this is none or not is_incremental() or flags.FULL_REFRESH or crm_describing_only() -%}
         {{ return({'mode': 'full'}) }}
     {%- endif -%}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
@@ -44,7 +44,7 @@
     rows were built for an as_of no later than the run's. Read by stg_crm__orders_changes
     before any kept model is rebuilt. -#}
 {% macro kept_changes_state() -%}
-    {%- if not execute or 'nodes' not in graph -%}{{ return({'mode': 'full'}) }}{%- endif -%}
+    {%- if not execute or 'nodes' not in graph or crm_describing_only() -%}{{ return({'mode': 'full'}) }}{%- endif -%}
     {%- set built, loaded_through = [], [] -%}
     {%- for node in graph.nodes.values()
             if node.resource_type == 'model' and 'kept_orders' in node.tags and not flags.FULL_REFRESH -%}

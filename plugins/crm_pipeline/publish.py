@@ -145,6 +145,11 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
                 key = ident(t.key)
                 if not exists:
                     wh.execute(f"create table {dst} as select * from {src} where 1 = 0")
+                if wh.kind == "postgres":
+                    # the night's slice is replaced by its key: without an index every
+                    # night's delete (and every BI query for one slice) scans all history
+                    wh.execute(f"create index if not exists {ident(t.name + '_' + t.key + '_idx')} "
+                               f"on {dst} ({key})")
                 _check_same_columns(wh, t.name)
                 wh.execute(f"delete from {dst} where {key} in (select distinct {key} from {src})")
                 wh.execute(f"insert into {dst} select * from {src}")

@@ -132,13 +132,14 @@ def reconcile(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
     if not wh.table_exists("ops", "extract_batches"):
         return []
     rows = wh.query(
-        "select entity, batch_id, rows_extracted, rows_duplicate, rows_staged, rows_quarantined "
+        "select entity, batch_id, rows_extracted, rows_duplicate, rows_staged, rows_quarantined, loaded_at "
         "from ops.extract_batches where run_id = ? order by entity, batch_id",
         (run_id,),
     )
     by_entity: dict[str, dict[str, Any]] = {}
     batch_ids: dict[str, list[str]] = {}
-    for entity, batch_id, extracted, duplicate, staged, quarantined in rows:
+    loaded: dict[str, list] = {}
+    for entity, batch_id, extracted, duplicate, staged, quarantined, loaded_at in rows:
         e = by_entity.setdefault(entity, {"entity": entity, "batches": 0, "extracted": 0, "duplicate": 0,
                                           "staged": 0, "quarantined": 0})
         e["batches"] += 1
@@ -147,20 +148,27 @@ def reconcile(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
         e["staged"] += int(staged or 0)
         e["quarantined"] += int(quarantined or 0)
         batch_ids.setdefault(entity, []).append(batch_id)
+        loaded.setdefault(entity, []).append(loaded_at)
 
-    def count_in(schema: str, entity: str, ids: list[str]) -> int:
+    def count_in(schema: str, entity: str, ids: list[str], loaded_at: list) -> int:
+        """Rows of ``schema.entity`` with the batch ids. A batch's rows all carry its load
+        time, so the rows are looked up by it first: on PostgreSQL raw.orders has an index
+        on _loaded_at, and a scan of the whole table for the batch ids took 3 s at 20M."""
         if not wh.table_exists(schema, entity):
             return 0
         marks = ", ".join("?" for _ in ids)
+        times = [t for t in loaded_at if t is not None]
+        by_time = f"_loaded_at in ({', '.join('?' for _ in times)}) and " if len(times) == len(ids) else ""
         return int(wh.scalar(
-            f"select count(*) from {ident(schema)}.{ident(entity)} where _batch_id in ({marks})", tuple(ids)
+            f"select count(*) from {ident(schema)}.{ident(entity)} where {by_time}_batch_id in ({marks})",
+            (*(times if by_time else ()), *ids),
         ) or 0)
 
     out: list[dict[str, Any]] = []
     for entity in sorted(by_entity):
         e = by_entity[entity]
-        e["raw_rows"] = count_in("raw", entity, batch_ids[entity])
-        e["quarantine_rows"] = count_in("quarantine", entity, batch_ids[entity])
+        e["raw_rows"] = count_in("raw", entity, batch_ids[entity], loaded[entity])
+        e["quarantine_rows"] = count_in("quarantine", entity, batch_ids[entity], loaded[entity])
         e["ok"] = (
             e["extracted"] == e["duplicate"] + e["staged"] + e["quarantined"]
             and e["staged"] == e["raw_rows"]

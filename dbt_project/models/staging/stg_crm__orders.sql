@@ -16,7 +16,8 @@ select
     latest.product_category,
     latest.invoice_due_date,
     latest.paid_at,
-    latest.updated_at
+    latest.updated_at,
+    latest._built_as_of
 from (select * from {{ ref('stg_crm__orders_latest') }}) as latest
 inner join (select * from {{ ref('fx_rates') }}) as fx
     on latest.currency = fx.currency
