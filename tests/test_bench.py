@@ -172,4 +172,7 @@ def test_bench_on_a_postgresql_warehouse(tmp_path):
         assert {m["stage"] for m in slowest} <= {"dbt_staging", "dbt_marts"}
         seconds = [m["seconds"] for m in slowest]
         assert seconds == sorted(seconds, reverse=True) and seconds[0] > 0
+        # and the data tests of each dbt stage, counted and timed together
+        assert set(run["dbt_tests"]) == {"dbt_staging", "dbt_marts"}
+        assert all(t["n"] > 20 and t["seconds"] > 0 for t in run["dbt_tests"].values())
     assert fig["reference"] == {} and "extract_vs_copy" not in fig["ratios"]

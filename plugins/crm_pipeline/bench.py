@@ -129,11 +129,14 @@ class RunFigures:
     stages: dict[str, StageFigure] = field(default_factory=dict)
     #: ``(dbt stage, model, seconds)`` of the slowest models, slowest first
     slowest_models: list[tuple[str, str, float]] = field(default_factory=list)
+    #: per dbt stage, its data tests: how many ran and their seconds in all
+    dbt_tests: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"phase": self.phase, "warehouse": self.warehouse, "as_of": self.as_of.isoformat(), "ok": self.ok,
                 "message": self.message, "stages": {k: v.as_dict() for k, v in self.stages.items()},
-                "slowest_models": [{"stage": st, "model": m, "seconds": sec} for st, m, sec in self.slowest_models]}
+                "slowest_models": [{"stage": st, "model": m, "seconds": sec} for st, m, sec in self.slowest_models],
+                "dbt_tests": self.dbt_tests}
 
 
 #: models listed per run in the "slowest dbt models" table
@@ -207,8 +210,8 @@ def _read_run_record(fig: RunFigures, warehouse: str, as_of: date, sampler: Tree
         for model, model_s in (info.get("model_seconds") or {}).items():
             fig.slowest_models.append((stage, model, float(model_s)))
         tests = info.get("test_seconds") or {}
-        if tests.get("n"):  # the stage's data tests, all together, next to its models
-            fig.slowest_models.append((stage, f"({tests['n']} data tests)", float(tests.get("seconds") or 0.0)))
+        if tests.get("n"):
+            fig.dbt_tests[stage] = {"n": int(tests["n"]), "seconds": float(tests.get("seconds") or 0.0)}
     fig.slowest_models = sorted(fig.slowest_models, key=lambda t: -t[2])[:SLOWEST_MODELS]
     for entity, n, seconds in sorted(batches):
         peak = sampler.peak(*extract_window) if extract_window else None
@@ -582,6 +585,8 @@ def render(result: BenchResult, console) -> None:
         for run in result.runs:
             for i, (stage, model, sec) in enumerate(run.slowest_models):
                 m.add_row(run.phase if i == 0 else "", run.warehouse if i == 0 else "", stage, model, f"{sec:,.1f}")
+            for stage, tests in run.dbt_tests.items():  # next to the models: the stage's tests, all together
+                m.add_row("", "", stage, f"(its {tests['n']:,} data tests)", f"{tests['seconds']:,.1f}")
             m.add_section()
         console.print(m)
     if result.reference:
