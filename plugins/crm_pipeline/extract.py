@@ -1331,8 +1331,8 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
     bookkeeping row commit in one transaction, so the batch is in raw whole or not at
     all, and there is no second copy of the table.
 
-    The suspect rows themselves wait in raw under a marked batch id and a ``_visible_from``
-    no run date reaches, and are deleted right after the commit. Deleting them inside the
+    In a DuckDB warehouse the suspect rows themselves wait in raw under a marked batch id
+    and a ``_visible_from`` no run date reaches, and are deleted right after the commit. Deleting them inside the
     transaction instead made DuckDB rewrite the whole uncommitted insert at commit (17 s
     more for 20M orders); deleting a few committed rows takes milliseconds. Should the
     process die in between, no model can see them, and the entity's next batch deletes
@@ -1348,6 +1348,9 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
     meta = meta_with(f"case when _suspect then '{marked}' else '{stats.batch_id}' end",
                      f"case when _suspect then date '{NEVER_VISIBLE}' else cast({ident(entity.updated_at)} as date) end")
     row_hash = loaded_row_hash_sql(wh, entity, source_types, initial=True)
+    # only DuckDB's own tables pay for a delete inside the transaction; a PostgreSQL
+    # warehouse (through the DuckDB bridge) deletes them there, as nothing is left behind
+    after_commit = wh.config.kind == "duckdb"
     with wh.transaction():
         n = wh.scalar(f"insert into {target} ({contract}, {', '.join(RAW_META_COLUMNS)}) "
                       f"select {contract}, {meta}, _row_hash from (select *, ({suspect}) as _suspect from "
@@ -1355,6 +1358,8 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
         _fault_point("after_first_chunk", entity)
         stats.rows_extracted = int(n or 0)
         suspects = wh.query_df(f"select {contract}, _row_hash from {target} where _batch_id = ?", (marked,))
+        if len(suspects) and not after_commit:
+            wh.execute(f"delete from {target} where _batch_id = ?", (marked,))
         if len(suspects):
             _gate_suspects(wh, entity, stats, suspects, customer_ids, gate_settings, landing=landing,
                            loaded_at=loaded_at)
@@ -1363,15 +1368,20 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
             on_progress(stats.rows_extracted)
         _commit_batch(wh, entity, stats, landing=landing, run_id=run_id, columns=columns,
                       loaded_at=loaded_at, gate_settings=gate_settings, started=started)
-    _fault_point("before_suspects_leave", entity)
-    if len(suspects):
-        wh.execute(f"delete from {target} where _batch_id = ?", (marked,))
+    if after_commit:
+        _fault_point("before_suspects_leave", entity)
+        if len(suspects):
+            wh.execute(f"delete from {target} where _batch_id = ?", (marked,))
 
 
 def purge_unchecked_rows(wh: Warehouse, entity: Entity) -> int:
     """Delete the suspect rows a first load left in raw when it stopped between its commit
     and their deletion (see ``_initial_load_direct``); returns how many. Only a first load
-    leaves them, so only while the entity's newest batch is its first load is raw read."""
+    leaves them, so only while the entity's newest batch is its first load is raw read;
+    and only in a DuckDB warehouse (a PostgreSQL one deletes them inside the batch's
+    transaction: reading raw for them cost a scan of every table there)."""
+    if wh.config.kind != "duckdb":
+        return 0
     newest = wh.query("select is_initial from ops.extract_batches where entity = ? "
                       "order by loaded_at desc limit 1", (entity.name,))
     if not newest or not newest[0][0]:
