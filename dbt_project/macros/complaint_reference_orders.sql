@@ -4,8 +4,10 @@
     `complaints` is a CTE name, `orders` the int_orders relation (read in subqueries, which
     `dbt build --empty` can wrap).
 
-    DuckDB joins every complaint with all of its customer's purchases and aggregates,
-    which it does in a couple of seconds at 20M orders. On PostgreSQL that join yields
+    The default joins every complaint with all of its customer's purchases and
+    aggregates. DuckDB finds the latest purchase with an ASOF join instead: the same dates
+    in about half the time at 20M orders, and its cost grows less with the history (2.3 s
+    against 8.9 s for the join with twice the history). On PostgreSQL that join yields
     about 60M rows at that scale (the customers who complain buy often) and took over a
     minute; there each complaint looks its two dates up through int_orders' indexes
     (order_id; customer_id, order_date: see crm_indexes), in about 3 seconds. -#}
@@ -33,6 +35,21 @@
         group by {{ complaints }}.complaint_id
     ) as latest_purchase_before
         on {{ complaints }}.complaint_id = latest_purchase_before.complaint_id
+{%- endmacro %}
+
+{% macro duckdb__complaint_reference_orders(complaints, orders) -%}
+    select
+        {{ complaints }}.complaint_id,
+        coalesce(linked_order.order_date, latest_purchase_before.order_date) as reference_order_date
+    from {{ complaints }}
+    left join (select * from {{ orders }}) as linked_order
+        on {{ complaints }}.order_id = linked_order.order_id
+        and {{ complaints }}.customer_id = linked_order.customer_id
+    asof left join (
+        select customer_id, order_date from {{ orders }} where is_purchase
+    ) as latest_purchase_before
+        on {{ complaints }}.customer_id = latest_purchase_before.customer_id
+        and cast({{ complaints }}.opened_at as date) >= latest_purchase_before.order_date
 {%- endmacro %}
 
 {% macro postgres__complaint_reference_orders(complaints, orders) -%}

@@ -66,28 +66,29 @@ def macros_version(project_dir: Path = DBT_PROJECT_DIR) -> str:
     return digest.hexdigest()
 
 
-def model_seconds(result: Any) -> dict[str, float]:
-    """Seconds per model (and seed) of a dbtRunnerResult, slowest first: kept with the
-    stage's record so a slow night (or ``crm bench``) names the models behind it."""
+def _node_seconds(result: Any, types: tuple[str, ...]) -> dict[str, float]:
+    """Seconds per node of a dbtRunnerResult whose resource type is one of ``types``,
+    slowest first."""
     run = getattr(result, "result", None)
     seconds: dict[str, float] = {}
     for node_result in getattr(run, "results", None) or []:
         node = getattr(node_result, "node", None)
-        if str(getattr(node, "resource_type", "")).split(".")[-1].lower() in ("model", "seed"):
+        if str(getattr(node, "resource_type", "")).split(".")[-1].lower() in types:
             seconds[node.name] = round(float(getattr(node_result, "execution_time", 0.0) or 0.0), 3)
     return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
+
+def model_seconds(result: Any) -> dict[str, float]:
+    """Seconds per model (and seed) of a dbtRunnerResult, slowest first: kept with the
+    stage's record so a slow night (or ``crm bench``) names the models behind it."""
+    return _node_seconds(result, ("model", "seed"))
 
 
 def test_seconds(result: Any, slowest: int = 10) -> dict[str, Any]:
     """The data tests of a dbtRunnerResult: how many ran, their seconds in all, and the
     slowest ``slowest`` of them by name (a stage's time is its models' plus its tests')."""
-    run = getattr(result, "result", None)
-    seconds: dict[str, float] = {}
-    for node_result in getattr(run, "results", None) or []:
-        node = getattr(node_result, "node", None)
-        if str(getattr(node, "resource_type", "")).split(".")[-1].lower() == "test":
-            seconds[node.name] = round(float(getattr(node_result, "execution_time", 0.0) or 0.0), 3)
-    top = sorted(seconds.items(), key=lambda kv: -kv[1])[:slowest]
+    seconds = _node_seconds(result, ("test",))
+    top = list(seconds.items())[:slowest]
     return {"n": len(seconds), "seconds": round(sum(seconds.values()), 3), "slowest": dict(top)}
 
 

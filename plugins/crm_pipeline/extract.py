@@ -1332,9 +1332,10 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
     all, and there is no second copy of the table.
 
     In a DuckDB warehouse the suspect rows themselves wait in raw under a marked batch id
-    and a ``_visible_from`` no run date reaches, and are deleted right after the commit. Deleting them inside the
-    transaction instead made DuckDB rewrite the whole uncommitted insert at commit (17 s
-    more for 20M orders); deleting a few committed rows takes milliseconds. Should the
+    and a ``_visible_from`` no run date reaches, and are deleted right after the commit.
+    Deleting them inside the transaction instead made DuckDB rewrite the whole uncommitted
+    insert at commit (17 s more for 20M orders); deleting a few committed rows takes
+    milliseconds. Should the
     process die in between, no model can see them, and the entity's next batch deletes
     them before it reads raw (``purge_unchecked_rows``)."""
     from crm_pipeline import gates
