@@ -150,14 +150,24 @@ def fill(url: str, *, customers: int, orders: int, as_of: date, history_days: in
                                 f"as_of date, applied_until date)"))
             con.execute(sa.text(f"insert into {STATE_TABLE} values (:c, :o, :d, :a, :a)"),
                         {"c": customers, "o": n_orders, "d": days, "a": as_of})
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as con:
-            for e in c.ENTITIES:
-                con.execute(sa.text(f"analyze {e.name}"))
+        _settle(engine)
         result = ScaleResult(rows=_counts(engine), applied_until=as_of)
     finally:
         engine.dispose()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _settle(engine: sa.Engine, *, freeze: bool = True) -> None:
+    """Vacuum and analyze the contract tables, so every timed read finds them as a settled
+    source is: the first scan of freshly written rows otherwise sets their hint bits and
+    writes every page again, and whichever reader came first (a reference reader or the
+    pipeline) paid for it (24 s against 35 s for the same extraction of 20M orders). A
+    fill freezes the rows too; a day's changes only need their own pages visited."""
+    options = "freeze, analyze" if freeze else "analyze"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as con:
+        for e in c.ENTITIES:
+            con.execute(sa.text(f"vacuum ({options}) {e.name}"))
 
 
 def _fill_sql(customers: int, orders: int, as_of: date, days: int) -> list[str]:
@@ -271,6 +281,7 @@ def advance_day(url: str, day: date, *, changes: int | None = None) -> ScaleResu
             for sql in _day_sql(day, customers, n):
                 con.execute(sa.text(sql))
             con.execute(sa.text(f"update {STATE_TABLE} set applied_until = :d"), {"d": day})
+        _settle(engine, freeze=False)
         result = ScaleResult(rows=_counts(engine), applied_until=day, action="advanced")
     finally:
         engine.dispose()
