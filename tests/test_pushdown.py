@@ -8,6 +8,7 @@ duplicates (which needs the row hashes of both paths to agree)."""
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -342,3 +343,70 @@ def test_a_postgres_warehouse_first_load_runs_as_sql_in_duckdb(tmp_path, pg_data
         assert retry["orders"].reader == "pushdown"
         assert wh.scalar("select count(*) from raw.orders") == retry["orders"].rows_staged > 0
         assert retry["customers"].rows_staged == 0 and retry["customers"].rows_duplicate > 0
+
+
+def _index_scans(url: str, index: str) -> int:
+    con = _pg(url)
+    with con.cursor() as cur:
+        cur.execute("select pg_stat_clear_snapshot()")
+        cur.execute("select coalesce(sum(idx_scan), 0) from pg_stat_user_indexes where indexrelname = %s", (index,))
+        n = int(cur.fetchone()[0])
+    con.close()
+    return n
+
+
+def test_an_increment_reads_its_window_through_the_source_index(tmp_path, pg_database, monkeypatch):
+    """A night's window of a source table with an index on updated_at is read by
+    PostgreSQL through that index, not by scanning every page; what lands is what the
+    scan of the whole table lands. The source's updated_at here is a timestamp with time
+    zone and its sessions run eight hours east of UTC: a version one microsecond before
+    the window's end (UTC) is in the night's batch, one at the end is not."""
+    demo.advance_source(pg_database, D1, customers=80)
+    dbname = pg_database.rsplit("/", 1)[1]
+    con = _pg(pg_database)
+    with con.cursor() as cur:
+        cur.execute("alter table orders alter column updated_at type timestamptz using updated_at at time zone 'UTC'")
+        cur.execute(f"alter database {dbname} set timezone = 'Asia/Shanghai'")
+        # the tables are tiny: without this the planner would rightly scan them whole
+        cur.execute(f"alter database {dbname} set enable_seqscan = off")
+    con.close()
+    whs = {name: Warehouse(WarehouseConfig.from_url(f"duckdb:///{tmp_path / name}.duckdb"))
+           for name in ("indexed", "scanned")}
+    try:
+        for wh in whs.values():
+            ex.extract_all(wh, pg_database, as_of=D1, run_id="r1")
+        demo.advance_source(pg_database, D2, customers=80)
+        end = datetime.combine(D2 + timedelta(days=1), datetime.min.time())  # the batch's window end, UTC
+        con = _pg(pg_database)
+        with con.cursor() as cur:
+            cur.execute("select order_id from orders order by order_id limit 2")
+            inside, outside = (r[0] for r in cur.fetchall())
+            cur.execute("update orders set updated_at = %s::timestamp at time zone 'UTC' where order_id = %s",
+                        (end - timedelta(microseconds=1), inside))
+            cur.execute("update orders set updated_at = %s::timestamp at time zone 'UTC' where order_id = %s",
+                        (end, outside))
+        con.close()
+
+        before = _index_scans(pg_database, "ix_orders_updated_at")
+        indexed = {s.entity: s for s in ex.extract_all(whs["indexed"], pg_database, as_of=D2, run_id="r2")}
+        after = before
+        for _ in range(50):  # a backend reports its statistics when it ends
+            after = _index_scans(pg_database, "ix_orders_updated_at")
+            if after > before:
+                break
+            time.sleep(0.1)
+        assert after > before, "the increment did not read orders through ix_orders_updated_at"
+
+        monkeypatch.setattr(ex, "source_window_indexed", lambda *a, **k: False)
+        scanned = {s.entity: s for s in ex.extract_all(whs["scanned"], pg_database, as_of=D2, run_id="r2")}
+        assert indexed["orders"].reader == scanned["orders"].reader == "pushdown"
+        assert _stats(indexed.values()) == _stats(scanned.values())
+        for entity in ENTITIES:
+            pd.testing.assert_frame_equal(_raw(whs["indexed"], entity), _raw(whs["scanned"], entity),
+                                          check_dtype=False, obj=f"raw.{entity.name}")
+        d2_orders = {r[0] for r in whs["indexed"].query("select order_id from raw.orders where _as_of = ?", (D2,))}
+        assert inside in d2_orders
+        assert outside not in d2_orders
+    finally:
+        for wh in whs.values():
+            wh.close()

@@ -1207,6 +1207,9 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         meta = meta_with(f"'{batch_id}'")
         contract = ", ".join(ident(c) for c in entity.columns)
         source_unique = source_key_is_unique(engine, schema, entity)
+        source = f"{SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)}"
+        if not is_initial and window_start is not None and source_window_indexed(engine, schema, entity):
+            source = _indexed_window_source(schema, entity, window_start, window_end)
         if is_initial and source_unique:
             _initial_load_direct(wh, entity, stats, source=f"{SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)}",
                                  typed=typed, source_types=types, where=where, meta_with=meta_with, known=known, landing=landing,
@@ -1220,7 +1223,7 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         wh.execute(
             f"create table {inc} as select *, ({flag_unique}) as _suspect from ("
             f"select {typed}, {row_hash} as _row_hash "
-            f"from {SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)} where {where})")
+            f"from {source} where {where})")
         _fault_point("after_first_chunk", entity)
         if source_unique:
             n = distinct_keys = wh.scalar(f"select count(*) from {inc}")
@@ -1318,6 +1321,43 @@ def source_key_is_unique(engine, schema: str, entity: Entity) -> bool:
                  entity.name, redact(_first_line(exc)))
         return False
     return [entity.key] in [list(k) for k in keys]
+
+
+def source_window_indexed(engine, schema: str, entity: Entity) -> bool:
+    """Whether an index of the source table starts with the entity's ``updated_at``: then
+    PostgreSQL can find a night's window through it."""
+    import sqlalchemy as sa
+
+    try:
+        indexes = sa.inspect(engine).get_indexes(entity.name, schema=schema)
+    except sa.exc.SQLAlchemyError as exc:
+        log.info("%s: cannot read the source's indexes (%s); scanning the table",
+                 entity.name, redact(_first_line(exc)))
+        return False
+    return any((i.get("column_names") or [None])[0] == entity.updated_at for i in indexes)
+
+
+#: how far PostgreSQL's own window filter reaches beyond the batch's window on each side:
+#: a ``timestamp with time zone`` column compares the literal in the session's time zone
+#: (at most 14 hours from UTC); the exact window is applied in DuckDB
+INDEXED_WINDOW_MARGIN = timedelta(days=1)
+
+
+def _indexed_window_source(schema: str, entity: Entity, start: datetime, end: datetime) -> str:
+    """The incremental window of a source table as a query PostgreSQL runs itself
+    (``postgres_query``), so its planner can use the ``updated_at`` index.
+
+    The attached table is read in parallel ranges of pages, each filtered on its own: an
+    index cannot help there, so a night's 0.5% of the orders cost a scan of every page,
+    and that grew with the history (2.8 s at 20M orders, 8.6 s at 40M). The query reads
+    the window widened by ``INDEXED_WINDOW_MARGIN``; the caller's filter keeps the
+    exact window."""
+    upd = ident(entity.updated_at)
+    columns = list(entity.columns) + ([] if entity.updated_at in entity.columns else [entity.updated_at])
+    query = (f"select {', '.join(ident(c) for c in columns)} from {ident(schema)}.{ident(entity.name)} "
+             f"where {upd} >= '{_ts_text(start - INDEXED_WINDOW_MARGIN)}' "
+             f"and {upd} < '{_ts_text(end + INDEXED_WINDOW_MARGIN)}'")
+    return f"postgres_query('{SOURCE_ALIAS}', {_sql_string(query)})"
 
 
 def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, source: str, typed: str,
