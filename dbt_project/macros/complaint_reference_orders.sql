@@ -15,7 +15,9 @@
     {{ return(adapter.dispatch('complaint_reference_orders', 'crm')(complaints, orders)) }}
 {%- endmacro %}
 
-{% macro default__complaint_reference_orders(complaints, orders) -%}
+{#- The part both joins share: each complaint with its own order (when it names one of
+    the same customer), and `latest_join`, which joins latest_purchase_before. -#}
+{% macro _complaint_reference_select(complaints, orders, latest_join) -%}
     select
         {{ complaints }}.complaint_id,
         coalesce(linked_order.order_date, latest_purchase_before.order_date) as reference_order_date
@@ -23,6 +25,11 @@
     left join (select * from {{ orders }}) as linked_order
         on {{ complaints }}.order_id = linked_order.order_id
         and {{ complaints }}.customer_id = linked_order.customer_id
+    {{ latest_join }}
+{%- endmacro %}
+
+{% macro default__complaint_reference_orders(complaints, orders) -%}
+    {%- set latest_join -%}
     left join (
         select
             {{ complaints }}.complaint_id,
@@ -35,22 +42,20 @@
         group by {{ complaints }}.complaint_id
     ) as latest_purchase_before
         on {{ complaints }}.complaint_id = latest_purchase_before.complaint_id
+    {%- endset -%}
+    {{ _complaint_reference_select(complaints, orders, latest_join) }}
 {%- endmacro %}
 
 {% macro duckdb__complaint_reference_orders(complaints, orders) -%}
-    select
-        {{ complaints }}.complaint_id,
-        coalesce(linked_order.order_date, latest_purchase_before.order_date) as reference_order_date
-    from {{ complaints }}
-    left join (select * from {{ orders }}) as linked_order
-        on {{ complaints }}.order_id = linked_order.order_id
-        and {{ complaints }}.customer_id = linked_order.customer_id
+    {%- set latest_join -%}
     asof left join (
         select customer_id, order_date from {{ orders }}
         where is_purchase and customer_id in (select customer_id from {{ complaints }})
     ) as latest_purchase_before
         on {{ complaints }}.customer_id = latest_purchase_before.customer_id
         and cast({{ complaints }}.opened_at as date) >= latest_purchase_before.order_date
+    {%- endset -%}
+    {{ _complaint_reference_select(complaints, orders, latest_join) }}
 {%- endmacro %}
 
 {% macro postgres__complaint_reference_orders(complaints, orders) -%}
