@@ -1211,7 +1211,7 @@ def _extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_
         if not is_initial and window_start is not None and source_window_indexed(engine, schema, entity):
             source = _indexed_window_source(schema, entity, window_start, window_end)
         if is_initial and source_unique:
-            _initial_load_direct(wh, entity, stats, source=f"{SOURCE_ALIAS}.{ident(schema)}.{ident(entity.name)}",
+            _initial_load_direct(wh, entity, stats, source=source,
                                  typed=typed, source_types=types, where=where, meta_with=meta_with, known=known, landing=landing,
                                  loaded_at=loaded_at, run_id=run_id, columns=columns, customer_ids=customer_ids,
                                  gate_settings=gate_settings, started=started, on_progress=on_progress)
@@ -1375,9 +1375,8 @@ def _initial_load_direct(wh: Warehouse, entity: Entity, stats: BatchStats, *, so
     and a ``_visible_from`` no run date reaches, and are deleted right after the commit.
     Deleting them inside the transaction instead made DuckDB rewrite the whole uncommitted
     insert at commit (17 s more for 20M orders); deleting a few committed rows takes
-    milliseconds. Should the
-    process die in between, no model can see them, and the entity's next batch deletes
-    them before it reads raw (``purge_unchecked_rows``)."""
+    milliseconds. Should the process die in between, no model can see them, and the
+    entity's next batch deletes them before it reads raw (``purge_unchecked_rows``)."""
     from crm_pipeline import gates
 
     contract = ", ".join(ident(c) for c in entity.columns)
