@@ -183,3 +183,63 @@ def test_the_warehouse_password_never_reaches_logs_summaries_or_dbt_artifacts(bo
     assert any(n.startswith("run-") and n.endswith(".log") for n in names)
     assert searched > 10
 
+
+
+def test_postgres_enforces_the_credit_points_grain_with_a_unique_index(both_runs):
+    """On PostgreSQL the kept credit points refuse a second row per (customer, indicator),
+    and the grain's data test reads that index from the catalog instead of grouping every
+    row; a combination test on a model without such an index still groups."""
+    duck_home, pg_url, _, pg, pg_home = both_runs
+    assert pg.exit_code == 0, pg.output
+    con = psycopg2.connect(pg_url)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute("select count(*), count(distinct (customer_id, indicator)) "
+                        "from intermediate.int_credit_indicator_points")
+            n, distinct = cur.fetchone()
+            assert n > 100 and n == distinct
+            with pytest.raises(psycopg2.errors.UniqueViolation) as refused:
+                cur.execute("insert into intermediate.int_credit_indicator_points "
+                            "select * from intermediate.int_credit_indicator_points limit 1")
+            assert "(customer_id, indicator)" in str(refused.value)
+    finally:
+        con.close()
+    manifest = json.loads((pg_home / "docs" / "dbt" / "manifest.json").read_text())
+    combination_tests = {n["name"]: n for n in manifest["nodes"].values()
+                         if n["resource_type"] == "test" and n["name"].startswith("unique_combination_of_columns_")}
+    points = [n for name, n in combination_tests.items() if "int_credit_indicator_points" in name]
+    others = [n for name, n in combination_tests.items() if "int_credit_indicator_points" not in name]
+    assert len(points) == 1 and others
+    assert "enforced by a unique index" in points[0]["compiled_code"]
+    assert "having count(*) > 1" not in points[0]["compiled_code"]
+    for node in others:
+        assert "having count(*) > 1" in node["compiled_code"], node["name"]
+    # DuckDB keeps no such index: there the test groups the rows
+    duck_manifest = json.loads((duck_home / "docs" / "dbt" / "manifest.json").read_text())
+    duck_points = [n for n in duck_manifest["nodes"].values() if n["resource_type"] == "test"
+                   and n["name"].startswith("unique_combination_of_columns_int_credit_indicator_points")]
+    assert len(duck_points) == 1 and "having count(*) > 1" in duck_points[0]["compiled_code"]
+
+
+def test_postgres_raw_tables_are_indexed_on_their_change_time(both_runs):
+    """After the first load every raw table of a PostgreSQL warehouse has an index on its
+    change time, and the night's watermark (the newest change before the window's end)
+    is read through it rather than by scanning every version."""
+    from crm_pipeline.contract import ENTITIES
+
+    _, pg_url, _, pg, _ = both_runs
+    assert pg.exit_code == 0, pg.output
+    con = psycopg2.connect(pg_url)
+    try:
+        with con.cursor() as cur:
+            cur.execute("select tablename, indexdef from pg_indexes where schemaname = 'raw'")
+            indexed = {(t, d.split("(")[-1].rstrip(")")) for t, d in cur.fetchall()}
+            for entity in ENTITIES:
+                assert (entity.name, entity.updated_at) in indexed, f"raw.{entity.name} has no index on {entity.updated_at}"
+            cur.execute("explain select max(updated_at) from raw.orders where updated_at < %s",
+                        (datetime(2026, 4, 1),))
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            assert "orders__updated_at" in plan, plan
+    finally:
+        con.close()

@@ -56,10 +56,26 @@
     {{ return(n > 0 and n == same) }}
 {%- endmacro %}
 
+{#- The fingerprint a snapshot model's rows must carry. `upstream`: the snapshot model it
+    is computed from, already built in this run; its rows' fingerprint is this model's too
+    (the fingerprint covers the code of every model, so nothing of this one can change
+    without changing that one). Read from one row of it instead of counting raw again:
+    one count over every raw table per run, not one per model. An empty upstream (no
+    customer graded) falls back to the count. -#}
+{% macro credit_snapshot_fingerprint(upstream=none) -%}
+    {%- if upstream is not none and execute and 'nodes' in graph and not crm_describing_only() -%}
+        {%- set stored = run_query("select _input_fingerprint from " ~ upstream ~ " limit 1") -%}
+        {%- if stored.rows | length > 0 and stored.rows[0][0] -%}
+            {{ return(stored.rows[0][0]) }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(credit_input_fingerprint()) }}
+{%- endmacro %}
+
 {#- The pre-hook of a snapshot model: on an incremental run that does not reuse the stored
     rows, delete them (the model's SELECT then appends the quarter computed afresh). -#}
-{% macro credit_snapshot_reset() -%}
-    {%- if execute and is_incremental() and not credit_snapshot_is_current(credit_input_fingerprint()) -%}
+{% macro credit_snapshot_reset(upstream=none) -%}
+    {%- if execute and is_incremental() and not credit_snapshot_is_current(credit_snapshot_fingerprint(upstream)) -%}
         {{ crm_empty_table(this) }}
     {%- else -%}
         select 1
@@ -68,8 +84,8 @@
 
 {#- The closing SELECT of a snapshot model: the rows of CTE `cte` with this run's
     fingerprint, or none when the stored rows already carry it (they are kept). -#}
-{% macro credit_snapshot_rows(cte) -%}
-    {%- set fingerprint = credit_input_fingerprint() -%}
+{% macro credit_snapshot_rows(cte, upstream=none) -%}
+    {%- set fingerprint = credit_snapshot_fingerprint(upstream) -%}
 select
     *,
     cast('{{ fingerprint }}' as varchar(32)) as _input_fingerprint

@@ -706,6 +706,20 @@ def watermark(wh: Warehouse, entity: Entity, before: datetime) -> datetime | Non
     return pd.Timestamp(value).to_pydatetime() if value is not None else None
 
 
+def index_raw_windows(wh: Warehouse) -> None:
+    """PostgreSQL warehouse: index each raw table on its change time, once its first load
+    is in (an index built before a bulk load slows every insert). A night's watermark
+    (``watermark``) and its look-up of the versions already in the window
+    (``_existing_versions``) then read the window through the index instead of scanning
+    every version in raw. DuckDB scans its own tables in parallel and keeps no such index."""
+    if wh.kind != "postgres":
+        return
+    for entity in ENTITIES:
+        upd = ident(entity.updated_at)
+        wh.execute(f"create index if not exists {ident(entity.name + '__' + entity.updated_at)} "
+                   f"on raw.{ident(entity.name)} ({upd})")
+
+
 def extraction_window(wh: Warehouse, entity: Entity, as_of: date, overlap: timedelta) -> tuple[datetime | None, datetime]:
     """[start, end) of the batch for ``as_of``: from the watermark (or the start of the
     day, whichever is earlier) minus the overlap, to the end of the day; no start for

@@ -128,6 +128,7 @@ def extract(run_id: str, as_of: date) -> list[dict]:
             wh, settings.source_url, as_of=as_of, run_id=run_id, gate_settings=GateSettings.from_env()
         )
         if wh.kind == "postgres":
+            ex.index_raw_windows(wh)
             # fresh planner statistics for staging's window functions over raw
             for s in stats:
                 wh.execute(f"analyze raw.{s.entity}")

@@ -5,7 +5,7 @@
 {#- Incremental per quarter like the rest of the credit snapshot (macros/credit_snapshot.sql):
     every run inside a quarter grades from the same inputs, so the rows are reused. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
-          pre_hook="{{ credit_snapshot_reset() }}") }}
+          pre_hook="{{ credit_snapshot_reset(ref('int_credit_indicators')) }}") }}
 {%- set indicators = credit_indicator_names() %}
 {%- set categories = credit_category_names() %}
 
@@ -83,4 +83,4 @@ final as (
         and graded.grade_rank = 1
 )
 
-{{ credit_snapshot_rows('final') }}
+{{ credit_snapshot_rows('final', ref('int_credit_indicators')) }}

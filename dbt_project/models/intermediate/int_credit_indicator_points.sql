@@ -5,7 +5,8 @@
 -- flagged is_fallback.
 {#- Incremental per quarter: reused while its inputs are unchanged (macros/credit_snapshot.sql). -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
-          pre_hook="{{ credit_snapshot_reset() }}") }}
+          pre_hook="{{ credit_snapshot_reset(ref('int_credit_indicators')) }}",
+          post_hook="{{ crm_unique_index(this, ['customer_id', 'indicator']) }}") }}
 {%- set indicators = credit_indicator_names() %}
 
 with indicators as (
@@ -57,4 +58,4 @@ final as (
         and long_values.indicator_value < bins.upper_bound
 )
 
-{{ credit_snapshot_rows('final') }}
+{{ credit_snapshot_rows('final', ref('int_credit_indicators')) }}

@@ -1,11 +1,26 @@
 {#- Generic test: no two rows share the same combination of the given columns (the
     dbt_utils test of the same name, which cannot be installed here). Rows where any of
-    the columns is null are covered by not_null tests on the columns themselves. -#}
+    the columns is null are covered by not_null tests on the columns themselves.
+
+    On PostgreSQL, a model that keeps a unique index on exactly these columns (macro
+    crm_unique_index) cannot hold two such rows: the index refused them when they were
+    written. The test then reads the catalog instead of grouping every row again (37 s
+    a night for the 20M kept rows of int_credit_indicator_points at 1M customers). -#}
 {% test unique_combination_of_columns(model, combination_of_columns) %}
+{%- if crm_has_unique_index(model, combination_of_columns) %}
+-- enforced by a unique index of {{ model }} on ({{ combination_of_columns | join(', ') }})
+select
+    {{ combination_of_columns | join(', ') }},
+    count(*) as occurrences
+from {{ model }}
+where 1 = 0
+group by {{ combination_of_columns | join(', ') }}
+{%- else %}
 select
     {{ combination_of_columns | join(', ') }},
     count(*) as occurrences
 from {{ model }}
 group by {{ combination_of_columns | join(', ') }}
 having count(*) > 1
+{%- endif %}
 {% endtest %}
