@@ -60,8 +60,8 @@
     is computed from, already built in this run; its rows' fingerprint is this model's too
     (the fingerprint covers the code of every model, so nothing of this one can change
     without changing that one). Read from one row of it instead of counting raw again:
-    one count over every raw table per run, not one per model. An empty upstream (no
-    customer graded) falls back to the count. -#}
+    only int_credit_indicators counts every raw table (its pre-hook and its SELECT), not
+    every snapshot model. An empty upstream (no customer graded) falls back to the count. -#}
 {% macro credit_snapshot_fingerprint(upstream=none) -%}
     {%- if upstream is not none and execute and 'nodes' in graph and not crm_describing_only() -%}
         {%- set stored = run_query("select _input_fingerprint from " ~ upstream ~ " limit 1") -%}
