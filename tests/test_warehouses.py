@@ -184,7 +184,6 @@ def test_the_warehouse_password_never_reaches_logs_summaries_or_dbt_artifacts(bo
     assert searched > 10
 
 
-
 def test_postgres_enforces_the_credit_points_grain_with_a_unique_index(both_runs):
     """On PostgreSQL the kept credit points refuse a second row per (customer, indicator),
     and the grain's data test reads that index from the catalog instead of grouping every
