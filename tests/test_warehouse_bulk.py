@@ -93,7 +93,7 @@ def test_dbt_sessions_on_postgres_get_their_work_mem(pg_database, tmp_path, monk
     """PostgreSQL's default work_mem (4MB) spills every large join; dbt's sessions get
     CRM_PG_WORK_MEM (256MB unless set) through libpq's PGOPTIONS, and a work_mem the
     user already put in PGOPTIONS is theirs to keep."""
-    from crm_pipeline.warehouse import pg_session_options
+    from crm_pipeline.connections import pg_session_options
 
     monkeypatch.delenv("PGOPTIONS", raising=False)
     monkeypatch.delenv("CRM_PG_WORK_MEM", raising=False)

@@ -15,7 +15,8 @@ import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from crm_pipeline.settings import DAGS_DIR, SOURCE_CONN_ID, WAREHOUSE_CONN_ID
+from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID
+from crm_pipeline.settings import DAGS_DIR
 
 DAG_ID = "crm_nightly"
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from typing import Any
+
+from crm_pipeline import settings
 
 log = logging.getLogger("crm_pipeline.alerts")
 
@@ -30,7 +31,7 @@ def on_failure(context: Any) -> None:
     run_id = getattr(dag_run, "run_id", "?")
     task_id = getattr(ti, "task_id", "?")
     log.error("crm alert: %s/%s task %s failed: %s", dag_id, run_id, task_id, message)
-    target = os.environ.get("CRM_ALERT_CALLBACK")
+    target = settings.alert_callback()
     if target:
         try:
             _load(target)(dag_id, run_id, task_id, message)

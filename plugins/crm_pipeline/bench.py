@@ -38,7 +38,8 @@ from typing import Any
 
 from crm_pipeline import scale as scaling
 from crm_pipeline.contract import ENTITIES
-from crm_pipeline.warehouse import Warehouse, WarehouseConfig, redact
+from crm_pipeline.connections import WarehouseConfig, redact
+from crm_pipeline.warehouse import Warehouse
 
 #: the full load's date; the increment is the day after: an ordinary night inside a quarter
 #: (the first night of a quarter also computes that quarter's credit snapshot once)
@@ -291,9 +292,9 @@ def reference_pandas(source: str) -> dict:
     import pandas as pd
     import sqlalchemy as sa
 
-    from crm_pipeline.extract import _sqlalchemy_url
+    from crm_pipeline.connections import sqlalchemy_url
 
-    engine = sa.create_engine(_sqlalchemy_url(source))
+    engine = sa.create_engine(sqlalchemy_url(source))
     path = Path(tempfile.mkdtemp(prefix="crm-bench-ref-")) / "ref.duckdb"
     con = duckdb.connect(str(path))
     rows = 0

@@ -15,6 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crm_pipeline import settings
+from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -45,7 +48,7 @@ def _parse_date(value: Optional[str], name: str) -> Optional[date]:
 
 
 def _home(home: Optional[Path]) -> Path:
-    return (home or Path(os.environ.get("CRM_HOME", ".crm"))).resolve()
+    return home.resolve() if home else settings.home()
 
 
 def _demo_url(home: Path) -> str:
@@ -53,7 +56,7 @@ def _demo_url(home: Path) -> str:
 
 
 def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:
-    return warehouse or os.environ.get("AIRFLOW_CONN_CRM_WAREHOUSE") or f"duckdb:///{home / 'warehouse.duckdb'}"
+    return warehouse or settings.airflow_connection(WAREHOUSE_CONN_ID) or f"duckdb:///{home / 'warehouse.duckdb'}"
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
@@ -72,7 +75,7 @@ def _guard(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        debug = bool(kwargs.get("debug")) or os.environ.get("CRM_DEBUG") == "1"
+        debug = bool(kwargs.get("debug")) or settings.debug()
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -139,7 +142,7 @@ def demo_data(
 
 def _demo_data_at_scale(scale_name: str, source: Optional[str], until_d: date, history_factor: int) -> None:
     from crm_pipeline import scale
-    from crm_pipeline.warehouse import redact
+    from crm_pipeline.connections import redact
 
     if not source:
         raise UserError("--scale needs --source postgresql://...", "the scaled source is generated inside PostgreSQL")
@@ -285,8 +288,8 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
     from crm_pipeline import airflow_local
 
     home.mkdir(parents=True, exist_ok=True)
-    source_url = source or os.environ.get("AIRFLOW_CONN_CRM_SOURCE")
-    if source_url is None:
+    source_url = source or settings.airflow_connection(SOURCE_CONN_ID)
+    if not source_url:
         from crm_pipeline import demo
 
         source_url = _demo_url(home)
@@ -306,7 +309,7 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
     airflow_local.configure(home, source_url, warehouse_url)
 
     from crm_pipeline import runs
-    from crm_pipeline.settings import RunSettings
+    from crm_pipeline.connections import RunSettings
     from crm_pipeline.warehouse import Warehouse
 
     log_path = home / "logs" / f"run-{as_of.isoformat()}.log"

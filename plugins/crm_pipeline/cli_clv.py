@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import date
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from crm_pipeline import settings
 
 clv_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Customer lifetime value (BG/NBD + Gamma-Gamma) for analysts.")
@@ -122,7 +123,7 @@ def fit(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Fit BG/NBD and Gamma-Gamma on a transactions CSV and print the parameters as JSON."""
-    debug = debug or os.environ.get("CRM_DEBUG") == "1"
+    debug = debug or settings.debug()
     try:
         _fit(transactions, as_of, time_unit, customer_col, date_col, amount_col, date_format, predictions,
              discount_rate, margin_share, min_repeat_buyers)

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -47,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from crm_pipeline import clv
-from crm_pipeline.settings import ConfigError
+from crm_pipeline import settings
 from crm_pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -109,23 +108,9 @@ class ClvSettings:
 
     @classmethod
     def from_env(cls) -> "ClvSettings":
-        unit = os.environ.get("CRM_CLV_TIME_UNIT", "weeks").strip().lower() or "weeks"
-        if unit not in clv.DAYS_PER_UNIT:
-            raise ConfigError(f"CRM_CLV_TIME_UNIT={unit!r} is not a time unit (use weeks or days)")
-        raw_rate = os.environ.get("CRM_CLV_ANNUAL_DISCOUNT_RATE", "0.10").strip() or "0.10"
-        try:
-            rate = float(raw_rate)
-        except ValueError:
-            raise ConfigError(f"CRM_CLV_ANNUAL_DISCOUNT_RATE={raw_rate!r} is not a number (e.g. 0.10)") from None
-        if not (math.isfinite(rate) and 0.0 <= rate < 10.0):
-            raise ConfigError(f"CRM_CLV_ANNUAL_DISCOUNT_RATE={raw_rate!r} must be a rate between 0 and 10 (0.10 = 10%)")
-        raw_min = os.environ.get("CRM_CLV_MIN_REPEAT_BUYERS", "30").strip() or "30"
-        try:
-            min_repeat = int(raw_min)
-        except ValueError:
-            raise ConfigError(f"CRM_CLV_MIN_REPEAT_BUYERS={raw_min!r} is not a whole number") from None
-        if min_repeat < 1:
-            raise ConfigError(f"CRM_CLV_MIN_REPEAT_BUYERS={raw_min!r} must be at least 1")
+        unit = settings.clv_time_unit(clv.DAYS_PER_UNIT)
+        rate = settings.clv_annual_discount_rate()
+        min_repeat = settings.clv_min_repeat_buyers()
         return cls(time_unit=unit, annual_discount_rate=rate, min_repeat_buyers=min_repeat)
 
 

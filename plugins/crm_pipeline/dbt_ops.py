@@ -12,7 +12,6 @@ A failing model or test ends the task with one line per failed node.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
+from crm_pipeline import settings
 from crm_pipeline.settings import DBT_PROJECT_DIR
 
 #: dbt selectors of the two stages of the nightly build: seeds, staging and the
@@ -120,7 +120,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         # check SQL logic, not data: CI runs them (tests/test_dbt_unit.py), the night does not
         # unless CRM_DBT_UNIT_TESTS=1.
         flags = ["--indirect-selection", "cautious"]
-        if os.environ.get("CRM_DBT_UNIT_TESTS") != "1":
+        if not settings.dbt_unit_tests():
             flags += ["--exclude-resource-type", "unit_test"]
         kwargs.setdefault("dbt_cmd_flags", flags)
         kwargs.setdefault("emit_datasets", False)
@@ -129,7 +129,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         self._counts: dict[str, Any] = {}
 
     def get_env(self, context: Any) -> dict:
-        from crm_pipeline.settings import RunSettings
+        from crm_pipeline.connections import RunSettings
 
         env = dict(super().get_env(context))
         env.update(RunSettings.resolve().warehouse.dbt_env())
@@ -149,7 +149,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
 
     def execute(self, context: Any, **kwargs: Any) -> None:
         from crm_pipeline import pipeline
-        from crm_pipeline.settings import RunSettings
+        from crm_pipeline.connections import RunSettings
 
         target = RunSettings.resolve().warehouse.dbt_env()["CRM_DBT_TARGET"]
         self.profile_config = ProfileConfig(
@@ -211,7 +211,7 @@ def generate_docs(target_dir, as_of: str, *, force: bool = False) -> tuple[str, 
 
     from dbt.cli.main import dbtRunner
 
-    from crm_pipeline.settings import RunSettings
+    from crm_pipeline.connections import RunSettings
 
     env = RunSettings.resolve().warehouse.dbt_env()
     fingerprint = project_fingerprint(DBT_PROJECT_DIR, env["CRM_DBT_TARGET"])

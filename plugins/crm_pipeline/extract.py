@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import tempfile
 import time
 import uuid
@@ -46,7 +45,9 @@ import numpy as np
 import pandas as pd
 
 from crm_pipeline.contract import ENTITIES, RAW_META_COLUMNS, Entity
-from crm_pipeline.warehouse import Warehouse, ident, redact
+from crm_pipeline import settings
+from crm_pipeline.connections import redact, sqlalchemy_url
+from crm_pipeline.warehouse import Warehouse, ident
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ DEFAULT_OVERLAP = timedelta(hours=2)
 #: fast readers first; sqlalchemy is always the last resort
 READERS = ("duckdb", "connectorx", "sqlalchemy")
 #: ``pushdown``: PostgreSQL source into a DuckDB warehouse as SQL inside the warehouse
-READER_CHOICES = ("auto", "pushdown", *READERS)
+READER_CHOICES = settings.READER_CHOICES
 
 OPS_DDL = (
     """create table if not exists ops.extract_batches (
@@ -117,57 +118,24 @@ class BatchStats:
 
 
 def overlap_from_env() -> timedelta:
-    raw = os.environ.get("CRM_EXTRACT_OVERLAP_MINUTES", "").strip()
-    if not raw:
-        return DEFAULT_OVERLAP
-    try:
-        minutes = float(raw)
-    except ValueError:
-        raise ValueError(f"CRM_EXTRACT_OVERLAP_MINUTES={raw!r} is not a number of minutes") from None
-    if minutes < 0:
-        raise ValueError("CRM_EXTRACT_OVERLAP_MINUTES must not be negative")
-    return timedelta(minutes=minutes)
+    return settings.extract_overlap()
 
 
 def chunk_rows_from_env() -> int:
-    raw = os.environ.get("CRM_EXTRACT_CHUNK_ROWS", "").strip()
-    if not raw:
-        return DEFAULT_CHUNK_ROWS
-    try:
-        n = int(raw.replace("_", ""))
-    except ValueError:
-        raise ValueError(f"CRM_EXTRACT_CHUNK_ROWS={raw!r} is not a whole number") from None
-    if n < 1:
-        raise ValueError("CRM_EXTRACT_CHUNK_ROWS must be at least 1")
-    return n
+    return settings.extract_chunk_rows()
 
 
 def reader_from_env() -> str:
-    value = os.environ.get("CRM_EXTRACT_READER", "auto").strip().lower() or "auto"
-    if value not in READER_CHOICES:
-        raise ValueError(f"CRM_EXTRACT_READER={value!r}: use {', '.join(READER_CHOICES)}")
-    return value
+    return settings.extract_reader()
 
 
 # -- the source and its readers ------------------------------------------------------
 
 
-def _sqlalchemy_url(url: str) -> str:
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    if url.startswith("postgres://"):
-        return "postgresql+psycopg2://" + url[len("postgres://"):]
-    if url.startswith("mysql://"):
-        return "mysql+pymysql://" + url[len("mysql://"):]
-    if url.startswith("mariadb://"):
-        return "mariadb+pymysql://" + url[len("mariadb://"):]
-    return url
-
-
 def source_engine(url: str):
     from sqlalchemy import create_engine
 
-    return create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+    return create_engine(sqlalchemy_url(url), pool_pre_ping=True)
 
 
 def _dialect(engine) -> str:
@@ -436,7 +404,7 @@ def _in_memory_duckdb(**config):
 def _duckdb_postgres_reader(url: str):
     """An in-memory DuckDB (``_in_memory_duckdb``) with the source attached read-only as
     ``src``."""
-    con = _in_memory_duckdb(memory_limit=os.environ.get("CRM_EXTRACT_DUCKDB_MEMORY", "1GB"), threads=2)
+    con = _in_memory_duckdb(memory_limit=settings.extract_duckdb_memory(), threads=2)
     try:
         con.execute(f"ATTACH {_sql_string(url)} AS src (TYPE postgres, READ_ONLY)")
     except Exception:
@@ -765,14 +733,13 @@ def _fault_point(name: str, entity: Entity) -> None:
     """Test hook: ``CRM_FAULT_INJECT=extract:<name>[:<entity>]`` raises SourceError here,
     once: the first time it fires it leaves a marker file (``CRM_FAULT_MARKER``, default
     ``$CRM_HOME/.fault-extract-<name>.fired``) and later attempts pass."""
-    spec = os.environ.get("CRM_FAULT_INJECT", "")
+    spec = settings.fault_inject()
     parts = spec.split(":")
     if len(parts) < 2 or parts[0] != "extract" or parts[1] != name:
         return
     if len(parts) > 2 and parts[2] and parts[2] != entity.name:
         return
-    marker = Path(os.environ.get("CRM_FAULT_MARKER")
-                  or Path(os.environ.get("CRM_HOME", tempfile.gettempdir())) / f".fault-extract-{name}.fired")
+    marker = settings.fault_marker(f".fault-extract-{name}.fired")
     if marker.exists():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 import pandas as pd
 
+from crm_pipeline import settings
 from crm_pipeline.contract import ENTITIES, Entity
+from crm_pipeline.settings import DBT_SEEDS_DIR, EXPECTATIONS_DIR, ConfigError
 from crm_pipeline.warehouse import ident
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,9 +51,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-EXPECTATIONS_DIR = Path(os.environ.get("CRM_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"))
-DBT_SEEDS_DIR = PROJECT_ROOT / "dbt_project" / "seeds"
 
 #: Row-position column added to the frame GX validates, to map unexpected rows back.
 _ROW = "__row"
@@ -87,38 +86,13 @@ class GateSettings:
     #: only when True; otherwise they are reported as warnings
     fail_on_clv: bool = False
 
-    _ENV = {
-        "volume_factor": "CRM_GATE_VOLUME_FACTOR",
-        "max_quarantine_share": "CRM_GATE_MAX_QUARANTINE_SHARE",
-        "max_segment_drop_share": "CRM_GATE_MAX_SEGMENT_DROP_SHARE",
-        "max_segment_mix_shift": "CRM_GATE_MAX_SEGMENT_MIX_SHIFT",
-        "fail_on_clv": "CRM_GATE_FAIL_ON_CLV",
-    }
-
     @classmethod
     def from_env(cls) -> "GateSettings":
-        """Defaults overridden by ``CRM_GATE_VOLUME_FACTOR``, ``CRM_GATE_MAX_QUARANTINE_SHARE``,
-        ``CRM_GATE_MAX_SEGMENT_DROP_SHARE``, ``CRM_GATE_MAX_SEGMENT_MIX_SHIFT``,
-        ``CRM_GATE_FAIL_ON_CLV``."""
-        values: dict[str, Any] = {}
-        for name, var in cls._ENV.items():
-            raw = os.environ.get(var)
-            if raw is None or raw.strip() == "":
-                continue
-            raw = raw.strip()
-            if name == "fail_on_clv":
-                if raw.lower() not in _TRUE | _FALSE:
-                    raise GateError(f"{var}={raw!r} is not a boolean (use true or false)")
-                values[name] = raw.lower() in _TRUE
-                continue
-            try:
-                num = float(raw)
-            except ValueError:
-                raise GateError(f"{var}={raw!r} is not a number") from None
-            if not math.isfinite(num) or num < 0:
-                raise GateError(f"{var}={raw!r} must be a non-negative number")
-            values[name] = num
-        return cls(**values)
+        """Defaults overridden by the ``CRM_GATE_*`` settings (see ``settings``)."""
+        try:
+            return cls(**settings.gate_values())
+        except ConfigError as exc:
+            raise GateError(str(exc)) from None
 
 
 @dataclass

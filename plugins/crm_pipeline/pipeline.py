@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from crm_pipeline import progress, runs
-from crm_pipeline.settings import RunSettings
+from crm_pipeline import settings as crm_settings
+from crm_pipeline.connections import RunSettings
 from crm_pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -180,18 +181,17 @@ def finish(run_id: str, as_of: date) -> None:
     """
     from crm_pipeline import dbt_ops
 
-    import os
-
     settings = RunSettings.resolve()
+    docs_setting = crm_settings.dbt_docs()
     started_at, t0 = _now(), time.perf_counter()
-    if os.environ.get("CRM_DBT_DOCS", "1") == "0":
+    if docs_setting == "0":
         with Warehouse(settings.warehouse) as wh:
             runs.record_stage(wh, run_id, "docs", "skipped", started_at, 0.0, {"reason": "CRM_DBT_DOCS=0"})
             runs.finish_run(wh, run_id, "success", None, None)
         return
     try:
         index, generated = dbt_ops.generate_docs(settings.home / "docs" / "dbt", as_of.isoformat(),
-                                                 force=os.environ.get("CRM_DBT_DOCS") == "always")
+                                                 force=docs_setting == "always")
         details = {"dbt_docs": index}
         if not generated:
             details["kept"] = "generated earlier from the same dbt project and target"

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
+from crm_pipeline import settings
 from crm_pipeline.warehouse import Warehouse, ident
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def _fault_point(name: str) -> None:
     ``CRM_FAULT_INJECT=publish:<name>`` raises a PublishError at the point ``<name>``
     (``after_first_table``, ``before_commit``); ``publish:kill_<name>`` kills this process
     with SIGKILL there, as an OOM killer or ``kill -9`` would."""
-    fault = os.environ.get("CRM_FAULT_INJECT")
+    fault = settings.fault_inject()
     if fault == f"publish:{name}":
         raise PublishError(f"fault injected at publish:{name}")
     if fault == f"publish:kill_{name}":
@@ -328,9 +329,9 @@ def publish(
 ) -> PublishResult:
     """Publish every audit table of ``tables`` that exists; required ones must exist."""
     if lock_timeout_ms is None:
-        lock_timeout_ms = int(os.environ.get("CRM_PUBLISH_LOCK_TIMEOUT_MS", "5000"))
+        lock_timeout_ms = settings.publish_lock_timeout_ms()
     if max_wait_seconds is None:
-        max_wait_seconds = float(os.environ.get("CRM_PUBLISH_MAX_WAIT_SECONDS", "1800"))
+        max_wait_seconds = settings.publish_max_wait_seconds()
     lock_timeout_ms = max(1, int(lock_timeout_ms))
     max_wait_seconds = max(0.0, float(max_wait_seconds))
     wh.ensure_schemas()

@@ -108,9 +108,9 @@ def _counts_url(url: str) -> dict[str, int]:
 
 
 def _engine(url: str) -> sa.Engine:
-    from crm_pipeline.extract import _sqlalchemy_url
+    from crm_pipeline.connections import sqlalchemy_url
 
-    engine = sa.create_engine(_sqlalchemy_url(url))
+    engine = sa.create_engine(sqlalchemy_url(url))
     if engine.dialect.name != "postgresql":
         engine.dispose()
         raise ValueError("a scaled source is generated inside PostgreSQL: pass --source postgresql://...")

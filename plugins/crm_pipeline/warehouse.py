@@ -8,15 +8,13 @@ staging, intermediate, audit and config.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from crm_pipeline import settings
+from crm_pipeline.connections import WarehouseConfig
 from crm_pipeline.contract import ENTITIES, RAW_META_COLUMNS, Entity
 
 PIPELINE_SCHEMAS = ("raw", "quarantine", "ops", "published")
@@ -39,91 +37,6 @@ def ident(name: str) -> str:
     if not _IDENT.match(name):
         raise ValueError(f"invalid SQL identifier: {name!r}")
     return name
-
-
-@dataclass(frozen=True)
-class WarehouseConfig:
-    """Where the warehouse is: a DuckDB file path or a PostgreSQL URL."""
-
-    kind: str  # "duckdb" | "postgres"
-    duckdb_path: Path | None = None
-    url: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> "WarehouseConfig":
-        if url.startswith("duckdb:///"):
-            return cls(kind="duckdb", duckdb_path=Path(url[len("duckdb:///"):]))
-        if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
-            return cls(kind="postgres", url=url)
-        if url.endswith(".duckdb"):
-            return cls(kind="duckdb", duckdb_path=Path(url))
-        raise ValueError(
-            f"unsupported warehouse URL {redact(url)!r}: use duckdb:///path/warehouse.duckdb "
-            "or postgresql://user@host:port/dbname"
-        )
-
-    @property
-    def display(self) -> str:
-        return str(self.duckdb_path) if self.kind == "duckdb" else redact(self.url or "")
-
-    def dbt_env(self) -> dict[str, str]:
-        """Environment for the dbt profile (profiles.yml reads only these variables)."""
-        if self.kind == "duckdb":
-            return {"CRM_DBT_TARGET": "duckdb", "CRM_DUCKDB_PATH": str(self.duckdb_path)}
-        parts = urlparse(self.url.replace("postgresql+psycopg2://", "postgresql://"))
-        return {
-            "CRM_DBT_TARGET": "postgres",
-            "CRM_PG_HOST": parts.hostname or "127.0.0.1",
-            "CRM_PG_PORT": str(parts.port or 5432),
-            "CRM_PG_USER": unquote(parts.username or "postgres"),
-            "DBT_ENV_SECRET_PG_PASSWORD": unquote(parts.password or ""),
-            "CRM_PG_DBNAME": (parts.path or "/postgres").lstrip("/") or "postgres",
-            "PGOPTIONS": pg_session_options(),
-        }
-
-
-def redact(url: str) -> str:
-    """A URL with its password replaced, safe for logs and summaries."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-DEFAULT_PG_WORK_MEM = "256MB"
-
-
-def pg_session_options() -> str:
-    """libpq's ``PGOPTIONS`` for dbt's PostgreSQL sessions: ``work_mem`` at
-    ``CRM_PG_WORK_MEM`` (default 256MB), after whatever ``PGOPTIONS`` already holds (a
-    ``work_mem`` there is kept unless ``CRM_PG_WORK_MEM`` is set).
-
-    PostgreSQL's default of 4MB makes every hash join, aggregate and sort over the
-    orders spill to disk in batches. The models run one statement per session, at most
-    ``threads`` at once, so the memory a night can take is bounded by a few times this
-    value (a plan may hold several hash tables, each up to work_mem)."""
-    explicit = os.environ.get("CRM_PG_WORK_MEM", "").strip()
-    value = explicit or DEFAULT_PG_WORK_MEM
-    if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
-        raise ValueError(f"CRM_PG_WORK_MEM={value!r}: use a PostgreSQL size such as 256MB or 1GB")
-    own = f"-c work_mem={value.replace(' ', '')}"
-    inherited = os.environ.get("PGOPTIONS", "").strip()
-    if own in inherited or ("work_mem" in inherited and not explicit):
-        return inherited
-    return f"{inherited} {own}".strip()
-
-
-DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
-
-
-def duckdb_memory_limit() -> str:
-    """DuckDB's ``memory_limit`` while extraction writes a DuckDB warehouse
-    (``CRM_DUCKDB_MEMORY_LIMIT``, default 512MB): DuckDB caches and spills within it, so
-    the process's memory does not grow with the size of the tables it reads and writes.
-    Only extraction sets it (``Warehouse.memory_limit``), and it restores the previous
-    value: the setting belongs to the database instance, which dbt's connection in the
-    same process shares, and the marts' joins need more."""
-    value = os.environ.get("CRM_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, flags=re.IGNORECASE):
-        raise ValueError(f"CRM_DUCKDB_MEMORY_LIMIT={value!r}: use a size such as 512MB or 2GB")
-    return value
 
 
 class Warehouse:
@@ -205,7 +118,7 @@ class Warehouse:
             yield self
             return
         previous = self.scalar("select current_setting('memory_limit')")
-        self.execute(f"set memory_limit = '{value or duckdb_memory_limit()}'")
+        self.execute(f"set memory_limit = '{value or settings.duckdb_memory_limit()}'")
         try:
             yield self
         finally:
@@ -326,13 +239,12 @@ class Warehouse:
         in dbt's compiled SQL, logs or artifacts. ``CRM_PII_SALT`` sets it on first use;
         otherwise a random one is made once and kept (hashes stay comparable across runs).
         """
-        import os
         import secrets
 
         self.ensure_schemas()
         self.execute("create table if not exists ops.pii_salt (salt varchar not null)")
         if not self.scalar("select count(*) from ops.pii_salt"):
-            self.execute("insert into ops.pii_salt values (?)", (os.environ.get("CRM_PII_SALT") or secrets.token_hex(32),))
+            self.execute("insert into ops.pii_salt values (?)", (settings.pii_salt() or secrets.token_hex(32),))
 
 
 def _csv_for_copy(df: pd.DataFrame) -> tuple[Any, str]:
