@@ -17,6 +17,7 @@ from rich.table import Table
 
 from crm_pipeline import settings
 from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID
+from crm_pipeline.errors import first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
 console = Console(stderr=False)
@@ -86,10 +87,8 @@ def _guard(func):
         except UserError as exc:
             _fail(exc, debug)
         except Exception as exc:  # noqa: BLE001
-            from crm_pipeline.pipeline import one_line
-
             wrapped = UserError(
-                f"{type(exc).__name__}: {one_line(exc)}", "run again with --debug for the full trace"
+                f"{type(exc).__name__}: {first_line(exc)}", "run again with --debug for the full trace"
             )
             _fail(wrapped, debug)
 

@@ -22,7 +22,7 @@ from typing import Optional
 
 import typer
 
-from crm_pipeline import settings
+from crm_pipeline import clv, settings
 
 clv_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Customer lifetime value (BG/NBD + Gamma-Gamma) for analysts.")
@@ -143,7 +143,6 @@ def fit(
 def _fit(transactions: Path, as_of: str, time_unit: str, customer_col: str, date_col: str, amount_col: str,
          date_format: Optional[str], predictions: Optional[Path], discount_rate: float, margin_share: float,
          min_repeat_buyers: int) -> None:
-    from crm_pipeline import clv
 
     try:
         day = date.fromisoformat(as_of)

@@ -12,15 +12,16 @@ A failing model or test ends the task with one line per failed node.
 from __future__ import annotations
 
 import hashlib
-import time
-from datetime import datetime, timezone
+import os
 from pathlib import Path
 from typing import Any
 
+from cosmos import settings as cosmos_settings
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from crm_pipeline import settings
+from crm_pipeline import runs, settings
+from crm_pipeline.connections import RunSettings
 from crm_pipeline.settings import DBT_PROJECT_DIR
 
 #: dbt selectors of the two stages of the nightly build: seeds, staging and the
@@ -129,8 +130,6 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         self._counts: dict[str, Any] = {}
 
     def get_env(self, context: Any) -> dict:
-        from crm_pipeline.connections import RunSettings
-
         env = dict(super().get_env(context))
         env.update(RunSettings.resolve().warehouse.dbt_env())
         if self.as_of:
@@ -148,32 +147,18 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             raise DbtStageError(f"{self.stage}: " + " | ".join(failures[:10]))
 
     def execute(self, context: Any, **kwargs: Any) -> None:
-        from crm_pipeline import pipeline
-        from crm_pipeline.connections import RunSettings
-
         target = RunSettings.resolve().warehouse.dbt_env()["CRM_DBT_TARGET"]
         self.profile_config = ProfileConfig(
             profile_name="crm", target_name=target, profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
         )
-        from crm_pipeline import progress
-
-        run_id = context["dag_run"].run_id
         self.vars = {**(self.vars or {}), "macros_version": macros_version()}
         if self.cache_dir is None and self.partial_parse:
-            from cosmos import settings as cosmos_settings
-
             # one parse cache for both stages (the same project and vars)
             self.cache_dir = Path(cosmos_settings.cache_dir) / "crm_nightly"
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-        progress.emit(self.stage, "running")
-        started_at = datetime.now(timezone.utc).replace(tzinfo=None)
-        t0 = time.perf_counter()
-        try:
+        with runs.stage(context["dag_run"].run_id, self.stage) as details:
             super().execute(context, **kwargs)
-        except BaseException as exc:
-            pipeline.record_failure(run_id, self.stage, started_at, time.perf_counter() - t0, exc)
-            raise
-        pipeline.record_success(run_id, self.stage, started_at, time.perf_counter() - t0, self._counts)
+            details.update(self._counts)
 
 
 #: what the dbt docs in a docs folder were generated from (see ``generate_docs``)
@@ -206,12 +191,7 @@ def generate_docs(target_dir, as_of: str, *, force: bool = False) -> tuple[str, 
     was generated). dbt docs describe the project (models, columns, lineage, tests) and
     the relations' columns, which change with the project, not with the night's data:
     docs generated from the same project and target are kept unless ``force``."""
-    import os
-    from pathlib import Path
-
-    from dbt.cli.main import dbtRunner
-
-    from crm_pipeline.connections import RunSettings
+    from dbt.cli.main import dbtRunner  # dbt's runner is loaded when docs are written, not when the DAG is parsed
 
     env = RunSettings.resolve().warehouse.dbt_env()
     fingerprint = project_fingerprint(DBT_PROJECT_DIR, env["CRM_DBT_TARGET"])

@@ -13,9 +13,18 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from crm_pipeline import progress, runs
+from airflow.sdk.exceptions import AirflowFailException
+
+from crm_pipeline import clv_step, dbt_ops, gates, runs
+from crm_pipeline import extract as extraction
+from crm_pipeline import publish as publishing
 from crm_pipeline import settings as crm_settings
 from crm_pipeline.connections import RunSettings
+from crm_pipeline.errors import first_line
+from crm_pipeline.extract import BatchRejected
+from crm_pipeline.gates import GateError
+from crm_pipeline.runs import record_success, stage
+from crm_pipeline.settings import ConfigError
 from crm_pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -25,21 +34,9 @@ class GateFailed(RuntimeError):
     """Gate 2 refused the audit marts; nothing was published."""
 
 
-def _not_retryable() -> tuple[type[BaseException], ...]:
-    from crm_pipeline.extract import BatchRejected
-    from crm_pipeline.gates import GateError
-    from crm_pipeline.settings import ConfigError
-
-    return (BatchRejected, ConfigError, GateError)
-
-
-class _Lazy:
-    def __iter__(self):
-        return iter(_not_retryable())
-
-
-#: errors that fail a task at once instead of being retried
-NOT_RETRYABLE = _Lazy()
+#: errors that fail a task at once instead of being retried: a refused batch, a bad
+#: setting or a failed gate will not get better by trying again
+NOT_RETRYABLE = (BatchRejected, ConfigError, GateError)
 
 
 @contextmanager
@@ -49,9 +46,7 @@ def no_retry_for(kinds) -> Iterator[None]:
     try:
         yield
     except kinds as exc:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(one_line(exc)) from exc
+        raise AirflowFailException(first_line(exc)) from exc
 
 
 def as_of_from_interval(data_interval_end: datetime) -> date:
@@ -60,52 +55,6 @@ def as_of_from_interval(data_interval_end: datetime) -> date:
     if end.tzinfo is not None:
         end = end.astimezone(timezone.utc).replace(tzinfo=None)
     return (end - timedelta(microseconds=1)).date()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:1500]
-
-
-def open_warehouse(settings: RunSettings | None = None) -> Warehouse:
-    settings = settings or RunSettings.resolve()
-    return Warehouse(settings.warehouse)
-
-
-def record_success(run_id: str, stage: str, started_at: datetime, seconds: float, details: dict | None) -> None:
-    progress.emit(stage, "ok", seconds)
-    with open_warehouse() as wh:
-        runs.record_stage(wh, run_id, stage, "ok", started_at, seconds, details)
-
-
-def record_failure(run_id: str, stage: str, started_at: datetime, seconds: float, exc: BaseException) -> None:
-    progress.emit(stage, "failed", seconds)
-    try:
-        with open_warehouse() as wh:
-            runs.record_stage(wh, run_id, stage, "failed", started_at, seconds, {"error": one_line(exc)})
-            runs.finish_run(wh, run_id, "failed", None, f"{stage}: {one_line(exc)}")
-    except Exception:  # noqa: BLE001 - the original error matters more than the record
-        log.exception("could not record the failure of %s", stage)
-
-
-@contextmanager
-def stage(run_id: str, name: str) -> Iterator[dict[str, Any]]:
-    """Time a stage and record it; the body fills the yielded dict with its counts."""
-    started_at = _now()
-    t0 = time.perf_counter()
-    details: dict[str, Any] = {}
-    progress.emit(name, "running")
-    try:
-        yield details
-    except BaseException as exc:
-        record_failure(run_id, name, started_at, time.perf_counter() - t0, exc)
-        raise
-    record_success(run_id, name, started_at, time.perf_counter() - t0, details)
 
 
 # -- the stages ----------------------------------------------------------------------
@@ -120,32 +69,27 @@ def begin(run_id: str, as_of: date) -> dict[str, str]:
 
 
 def extract(run_id: str, as_of: date) -> list[dict]:
-    from crm_pipeline import extract as ex
-    from crm_pipeline.gates import GateSettings
-
     settings = RunSettings.resolve()
     with stage(run_id, "extract") as details, Warehouse(settings.warehouse) as wh:
-        stats = ex.extract_all(
-            wh, settings.source_url, as_of=as_of, run_id=run_id, gate_settings=GateSettings.from_env()
+        stats = extraction.extract_all(
+            wh, settings.source_url, as_of=as_of, run_id=run_id, gate_settings=gates.GateSettings.from_env()
         )
         if wh.kind == "postgres":
-            ex.index_raw_windows(wh)
+            extraction.index_raw_windows(wh)
             # fresh planner statistics for staging's window functions over raw
-            for s in stats:
-                wh.execute(f"analyze raw.{s.entity}")
+            for batch in stats:
+                wh.execute(f"analyze raw.{batch.entity}")
         details["entities"] = {
-            s.entity: {
-                "extracted": s.rows_extracted, "duplicate": s.rows_duplicate,
-                "staged": s.rows_staged, "quarantined": s.rows_quarantined,
+            batch.entity: {
+                "extracted": batch.rows_extracted, "duplicate": batch.rows_duplicate,
+                "staged": batch.rows_staged, "quarantined": batch.rows_quarantined,
             }
-            for s in stats
+            for batch in stats
         }
-    return [s.as_dict() for s in stats]
+    return [batch.as_dict() for batch in stats]
 
 
 def gate_marts(run_id: str, as_of: date) -> dict[str, Any]:
-    from crm_pipeline import gates
-
     settings = RunSettings.resolve()
     with stage(run_id, "gate") as details, Warehouse(settings.warehouse) as wh:
         result = gates.gate2_audit(
@@ -164,11 +108,9 @@ def gate_marts(run_id: str, as_of: date) -> dict[str, Any]:
 
 
 def publish(run_id: str, as_of: date) -> dict[str, Any]:
-    from crm_pipeline import publish as pub
-
     settings = RunSettings.resolve()
     with stage(run_id, "publish") as details, Warehouse(settings.warehouse) as wh:
-        result = pub.publish(wh, as_of, run_id)
+        result = publishing.publish(wh, as_of, run_id)
         details.update({"tables": result.tables, "skipped_current": result.skipped_current, "attempts": result.attempts})
     return details
 
@@ -179,11 +121,9 @@ def finish(run_id: str, as_of: date) -> None:
     The docs are a convenience: when they cannot be generated the run still succeeds,
     and the docs stage is recorded as failed with its reason.
     """
-    from crm_pipeline import dbt_ops
-
     settings = RunSettings.resolve()
     docs_setting = crm_settings.dbt_docs()
-    started_at, t0 = _now(), time.perf_counter()
+    started_at, started = runs.now(), time.perf_counter()
     if docs_setting == "0":
         with Warehouse(settings.warehouse) as wh:
             runs.record_stage(wh, run_id, "docs", "skipped", started_at, 0.0, {"reason": "CRM_DBT_DOCS=0"})
@@ -195,20 +135,18 @@ def finish(run_id: str, as_of: date) -> None:
         details = {"dbt_docs": index}
         if not generated:
             details["kept"] = "generated earlier from the same dbt project and target"
-        record_success(run_id, "docs", started_at, time.perf_counter() - t0, details)
+        record_success(run_id, "docs", started_at, time.perf_counter() - started, details)
     except Exception as exc:  # noqa: BLE001
-        log.warning("dbt docs were not generated: %s", one_line(exc))
+        log.warning("dbt docs were not generated: %s", first_line(exc))
         with Warehouse(settings.warehouse) as wh:
-            runs.record_stage(wh, run_id, "docs", "failed", started_at, time.perf_counter() - t0,
-                              {"error": one_line(exc)})
+            runs.record_stage(wh, run_id, "docs", "failed", started_at, time.perf_counter() - started,
+                              {"error": first_line(exc)})
     with Warehouse(settings.warehouse) as wh:
         runs.finish_run(wh, run_id, "success", None, None)
 
 
 def clv_fit(run_id: str, as_of: date) -> dict[str, Any]:
     """Fit the lifetime-value models between the intermediate and the mart layer."""
-    from crm_pipeline import clv_step
-
     settings = RunSettings.resolve()
     with stage(run_id, "clv_fit") as details, Warehouse(settings.warehouse) as wh:
         details.update(clv_step.run(wh, as_of, run_id))

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
-from crm_pipeline import settings
+from crm_pipeline import runs, settings
 from crm_pipeline.warehouse import Warehouse, ident
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,6 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
     published: dict[str, int] = {}
     skipped: list[str] = []
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    from crm_pipeline import runs
-
     with wh.transaction():
         if wh.kind == "postgres":
             wh.execute(f"set local lock_timeout = {int(lock_timeout_ms)}")

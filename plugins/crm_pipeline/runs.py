@@ -1,4 +1,5 @@
-"""The run record: ``ops.pipeline_runs`` and ``ops.run_stages``.
+"""The run record: ``ops.pipeline_runs`` and ``ops.run_stages``, and the ``stage`` context
+that every task (the dbt stages included) uses to time itself and record its outcome.
 
 Every run leaves one row in ``ops.pipeline_runs`` (its verdict and message) and one row
 per stage in ``ops.run_stages`` (seconds and a JSON of counts), next to the per-entity
@@ -9,10 +10,18 @@ rows extracted = duplicates skipped + rows staged in raw + rows quarantined.
 from __future__ import annotations
 
 import json
+import logging
+import time
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
-from crm_pipeline.warehouse import Warehouse
+from crm_pipeline import progress
+from crm_pipeline.connections import RunSettings
+from crm_pipeline.errors import first_line
+from crm_pipeline.warehouse import Warehouse, ident
+
+log = logging.getLogger(__name__)
 
 RUNS_DDL = (
     """create table if not exists ops.pipeline_runs (
@@ -24,7 +33,8 @@ RUNS_DDL = (
 )
 
 
-def _now() -> datetime:
+def now() -> datetime:
+    """Now in UTC, without a time zone (how the run record stores times)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -41,7 +51,7 @@ def start_run(wh: Warehouse, run_id: str, as_of: date, warehouse_display: str) -
         wh.execute("delete from ops.run_stages where run_id = ?", (run_id,))
         wh.execute(
             "insert into ops.pipeline_runs values (?, ?, ?, null, 'running', null, null, ?, null)",
-            (run_id, as_of, _now(), warehouse_display),
+            (run_id, as_of, now(), warehouse_display),
         )
 
 
@@ -62,8 +72,48 @@ def finish_run(wh: Warehouse, run_id: str, status: str, gate_verdict: str | None
     wh.execute(
         "update ops.pipeline_runs set finished_at = ?, status = ?, gate_verdict = coalesce(?, gate_verdict), "
         "message = ?, docs = coalesce(?, docs) where run_id = ?",
-        (_now(), status, gate_verdict, (message or "")[:2000], docs, run_id),
+        (now(), status, gate_verdict, (message or "")[:2000], docs, run_id),
     )
+
+
+def open_warehouse() -> Warehouse:
+    """The warehouse of this run (from the ``crm_warehouse`` connection)."""
+    return Warehouse(RunSettings.resolve().warehouse)
+
+
+def record_success(run_id: str, stage_name: str, started_at: datetime, seconds: float,
+                   details: dict | None) -> None:
+    progress.emit(stage_name, "ok", seconds)
+    with open_warehouse() as wh:
+        record_stage(wh, run_id, stage_name, "ok", started_at, seconds, details)
+
+
+def record_failure(run_id: str, stage_name: str, started_at: datetime, seconds: float,
+                   exc: BaseException) -> None:
+    """Record the stage as failed and the run as failed with the error's first line."""
+    progress.emit(stage_name, "failed", seconds)
+    try:
+        with open_warehouse() as wh:
+            record_stage(wh, run_id, stage_name, "failed", started_at, seconds, {"error": first_line(exc)})
+            finish_run(wh, run_id, "failed", None, f"{stage_name}: {first_line(exc)}")
+    except Exception:  # noqa: BLE001 - the original error matters more than the record
+        log.exception("could not record the failure of %s", stage_name)
+
+
+@contextmanager
+def stage(run_id: str, name: str) -> Iterator[dict[str, Any]]:
+    """Time a stage and record it; the body fills the yielded dict with its counts. A
+    failing body marks the stage and the run failed before the error goes on."""
+    started_at = now()
+    started = time.perf_counter()
+    details: dict[str, Any] = {}
+    progress.emit(name, "running")
+    try:
+        yield details
+    except BaseException as exc:
+        record_failure(run_id, name, started_at, time.perf_counter() - started, exc)
+        raise
+    record_success(run_id, name, started_at, time.perf_counter() - started, details)
 
 
 def run_summary(wh: Warehouse, run_id: str) -> dict[str, Any]:
@@ -127,8 +177,6 @@ def reconcile(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
     ``quarantine.<entity>`` that carry them. Returns one dict per entity, ordered by name:
     entity, batches, extracted, duplicate, staged, quarantined, raw_rows, quarantine_rows, ok.
     """
-    from crm_pipeline.warehouse import ident
-
     if not wh.table_exists("ops", "extract_batches"):
         return []
     rows = wh.query(
@@ -199,11 +247,11 @@ def record_reconciliation(wh: Warehouse, run_id: str) -> list[dict[str, Any]]:
     wh.execute(ENTITY_COUNTS_DDL)
     with wh.transaction():
         wh.execute("delete from ops.run_entity_counts where run_id = ?", (run_id,))
-        now = _now()
+        checked_at = now()
         for r in result:
             wh.execute(
                 "insert into ops.run_entity_counts values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, r["entity"], r["batches"], r["extracted"], r["duplicate"], r["staged"],
-                 r["quarantined"], r["raw_rows"], r["quarantine_rows"], r["ok"], now),
+                 r["quarantined"], r["raw_rows"], r["quarantine_rows"], r["ok"], checked_at),
             )
     return result
