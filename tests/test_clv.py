@@ -19,6 +19,7 @@ from scipy.integrate import quad
 from scipy.special import betaln
 
 from crm_pipeline import clv
+from crm_pipeline.clv import fits as clv_fits
 
 CDNOW = Path(__file__).parent / "fixtures" / "cdnow"
 CALIBRATION_END = date(1997, 9, 30)  # 39 weeks after 1997-01-01
@@ -428,9 +429,9 @@ def test_fit_recovers_simulated_parameters():
 def test_likelihood_derivatives_match_finite_differences(cdnow_summary, cdnow_summary_money):
     # the Newton fit relies on the analytic gradient and Hessian of both likelihoods
     s = cdnow_summary
-    bg = clv._BGNBDLikelihood(*(s[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")), np.ones(len(s)))
+    bg = clv_fits._BGNBDLikelihood(*(s[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")), np.ones(len(s)))
     rep = cdnow_summary_money[cdnow_summary_money["frequency"] > 0]
-    gg = clv._GammaGammaLikelihood(
+    gg = clv_fits._GammaGammaLikelihood(
         rep["frequency"].to_numpy(dtype=float), rep["monetary_value"].to_numpy(dtype=float), np.ones(len(rep))
     )
     for nll, theta in (
