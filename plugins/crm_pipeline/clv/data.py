@@ -68,7 +68,7 @@ def summary_from_transactions(
     rank[order] = np.arange(len(order))
     customer_codes, customers = rank[customer_codes], customers[order]
 
-    # factorize, sort and bincount: about 6x faster than a two-key pandas groupby at 5M rows
+    # factorize, sort and bincount: several times faster than a two-key pandas groupby
     n = len(customers)
     first = np.full(n, np.iinfo("int64").max)
     last = np.full(n, np.iinfo("int64").min)
