@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crm_pipeline import settings
-from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID
+from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, redact
 from crm_pipeline.errors import first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
@@ -64,7 +64,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         raise exc
     hint = getattr(exc, "hint", "")
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {redact(str(exc))}")
     if hint:
         err.print(f"[dim]→ {hint}[/]")
     raise typer.Exit(1)
@@ -136,12 +136,11 @@ def demo_data(
     for name, total in result.rows_total.items():
         table.add_row(name, f"{result.rows_changed.get(name, 0):,}", f"{total:,}")
     console.print(table)
-    console.print(f"source: {url}")
+    console.print(f"source: {redact(url)}")
 
 
 def _demo_data_at_scale(scale_name: str, source: Optional[str], until_d: date, history_factor: int) -> None:
     from crm_pipeline import scale
-    from crm_pipeline.connections import redact
 
     if not source:
         raise UserError("--scale needs --source postgresql://...", "the scaled source is generated inside PostgreSQL")
@@ -484,8 +483,13 @@ app.add_typer(clv_app, name="clv")
 
 
 def main() -> None:
+    # Libraries that run in this process record its command line (dbt writes it into its
+    # logs and run_results.json): a password given in a --source or --warehouse URL is
+    # replaced before anything runs; the options are parsed from the arguments as given.
+    arguments = sys.argv[1:]
+    sys.argv = [redact(arg) for arg in sys.argv]
     try:
-        app()
+        app(args=arguments)
     except KeyboardInterrupt:
         sys.exit(130)
 

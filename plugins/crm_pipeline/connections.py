@@ -24,7 +24,7 @@ WAREHOUSE_CONN_ID = "crm_warehouse"
 
 def redact(url: str) -> str:
     """A URL with its password replaced, safe for logs and summaries."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", url)
 
 
 def sqlalchemy_url(url: str) -> str:
