@@ -5,15 +5,21 @@ Every run leaves one row in ``ops.pipeline_runs`` (its verdict and message) and 
 per stage in ``ops.run_stages`` (seconds and a JSON of counts), next to the per-entity
 batch counts in ``ops.extract_batches``. Together they prove, for every entity, that
 rows extracted = duplicates skipped + rows staged in raw + rows quarantined.
+
+A run also records which process works on it and when it was last seen (every stage's
+start and end). A run still "running" whose process is gone is *abandoned*: the next run
+marks it so in the record, and ``crm status`` shows it so (see ``is_abandoned``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from crm_pipeline import progress
@@ -26,11 +32,23 @@ log = logging.getLogger(__name__)
 RUNS_DDL = (
     """create table if not exists ops.pipeline_runs (
         run_id varchar, as_of date, started_at timestamp, finished_at timestamp,
-        status varchar, gate_verdict varchar, message varchar, warehouse varchar, docs varchar)""",
+        status varchar, gate_verdict varchar, message varchar, warehouse varchar, docs varchar,
+        pid bigint, host varchar, last_seen_at timestamp)""",
     """create table if not exists ops.run_stages (
         run_id varchar, stage varchar, status varchar, started_at timestamp,
         seconds double precision, details varchar)""",
+    # run records written before the liveness columns existed
+    "alter table ops.pipeline_runs add column if not exists pid bigint",
+    "alter table ops.pipeline_runs add column if not exists host varchar",
+    "alter table ops.pipeline_runs add column if not exists last_seen_at timestamp",
 )
+
+#: a run on another machine (or whose process id is unknown) that has not been seen for
+#: this long is taken as abandoned: no stage runs this long without the run being seen
+ABANDONED_AFTER = timedelta(hours=12)
+#: a run whose process on this machine is gone is abandoned once unseen for this long
+#: (under a scheduler each task is its own process: the next one may not have started yet)
+PROCESS_GONE_GRACE = timedelta(minutes=2)
 
 
 def now() -> datetime:
@@ -44,14 +62,65 @@ def ensure(wh: Warehouse) -> None:
         wh.execute(ddl)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def is_abandoned(status: str | None, pid: int | None, host: str | None, last_seen_at: datetime | None,
+                 at: datetime | None = None) -> bool:
+    """Whether a run recorded as running has lost its process: on this machine, its
+    process is gone and it has not been seen for ``PROCESS_GONE_GRACE``; elsewhere (or
+    with no process recorded) it has not been seen for ``ABANDONED_AFTER``."""
+    if status != "running" or last_seen_at is None:
+        return False
+    unseen = (at or now()) - last_seen_at
+    if pid is not None and host == socket.gethostname():
+        return unseen > PROCESS_GONE_GRACE and not _process_alive(int(pid))
+    return unseen > ABANDONED_AFTER
+
+
+def abandoned_message(pid: int | None, host: str | None, last_seen_at: datetime) -> str:
+    return (f"abandoned: its process (PID {pid} on {host}) ended without finishing the run; "
+            f"last seen {last_seen_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def mark_abandoned_runs(wh: Warehouse) -> list[str]:
+    """Close every run recorded as running whose process is gone; returns their ids."""
+    ensure(wh)
+    marked = []
+    for run_id, pid, host, last_seen_at in wh.query(
+        "select run_id, pid, host, coalesce(last_seen_at, started_at) from ops.pipeline_runs "
+        "where status = 'running'"
+    ):
+        if is_abandoned("running", pid, host, last_seen_at):
+            wh.execute("update ops.pipeline_runs set status = 'abandoned', message = ? where run_id = ? "
+                       "and status = 'running'", (abandoned_message(pid, host, last_seen_at), run_id))
+            marked.append(run_id)
+    return marked
+
+
+def _seen(wh: Warehouse, run_id: str) -> None:
+    wh.execute("update ops.pipeline_runs set pid = ?, host = ?, last_seen_at = ? where run_id = ?",
+               (os.getpid(), socket.gethostname(), now(), run_id))
+
+
 def start_run(wh: Warehouse, run_id: str, as_of: date, warehouse_display: str) -> None:
     ensure(wh)
+    for abandoned in mark_abandoned_runs(wh):
+        log.warning("run %s was abandoned by its process; marked so", abandoned)
     with wh.transaction():
         wh.execute("delete from ops.pipeline_runs where run_id = ?", (run_id,))
         wh.execute("delete from ops.run_stages where run_id = ?", (run_id,))
         wh.execute(
-            "insert into ops.pipeline_runs values (?, ?, ?, null, 'running', null, null, ?, null)",
-            (run_id, as_of, now(), warehouse_display),
+            "insert into ops.pipeline_runs (run_id, as_of, started_at, status, warehouse, pid, host, last_seen_at) "
+            "values (?, ?, ?, 'running', ?, ?, ?, ?)",
+            (run_id, as_of, now(), warehouse_display, os.getpid(), socket.gethostname(), now()),
         )
 
 
@@ -64,6 +133,17 @@ def record_stage(wh: Warehouse, run_id: str, stage: str, status: str, started_at
             "insert into ops.run_stages values (?, ?, ?, ?, ?, ?)",
             (run_id, stage, status, started_at, round(seconds, 3), json.dumps(details or {}, default=str)),
         )
+        _seen(wh, run_id)
+
+
+def record_stage_start(run_id: str) -> None:
+    """The run is seen: a stage starts in this process."""
+    try:
+        with open_warehouse() as wh:
+            ensure(wh)
+            _seen(wh, run_id)
+    except Exception:  # noqa: BLE001 - liveness is a convenience; the stage matters more
+        log.warning("could not record that run %s is alive", run_id, exc_info=True)
 
 
 def finish_run(wh: Warehouse, run_id: str, status: str, gate_verdict: str | None,
@@ -107,6 +187,7 @@ def stage(run_id: str, name: str) -> Iterator[dict[str, Any]]:
     started_at = now()
     started = time.perf_counter()
     details: dict[str, Any] = {}
+    record_stage_start(run_id)
     progress.emit(name, "running")
     try:
         yield details

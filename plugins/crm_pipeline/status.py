@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
+from crm_pipeline import runs
 from crm_pipeline.warehouse import Warehouse
 
 
@@ -12,12 +13,16 @@ def status_report(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": [], "tables": []}
     if not wh.table_exists("ops", "pipeline_runs"):
         return out
-    for run_id, as_of, started, finished, status, verdict, message in wh.query(
-        "select run_id, as_of, started_at, finished_at, status, gate_verdict, message from ops.pipeline_runs "
-        "order by started_at desc limit ?",
+    columns = {c.lower() for c in wh.columns("ops", "pipeline_runs")}
+    liveness = "pid, host, coalesce(last_seen_at, started_at)" if "last_seen_at" in columns else "null, null, null"
+    for run_id, as_of, started, finished, status, verdict, message, pid, host, last_seen in wh.query(
+        "select run_id, as_of, started_at, finished_at, status, gate_verdict, message, "
+        f"{liveness} from ops.pipeline_runs order by started_at desc limit ?",
         (int(limit),),
     ):
         seconds = (finished - started).total_seconds() if finished and started else None
+        if runs.is_abandoned(status, pid, host, last_seen):
+            status, message = "abandoned", runs.abandoned_message(pid, host, last_seen)
         out["runs"].append({"run_id": run_id, "as_of": as_of, "status": status, "gate_verdict": verdict,
                             "message": message, "started_at": started, "seconds": seconds})
     if wh.table_exists("ops", "published_versions"):

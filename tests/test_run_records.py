@@ -1,0 +1,86 @@
+"""Honest run records: a run whose process died is shown and recorded as abandoned, with
+when it was last seen, instead of "running" for ever."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+
+import duckdb
+import pytest
+
+from crm_pipeline import runs
+from helpers import PROJECT_ROOT, crm
+
+AS_OF = "2026-03-31"
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_is_abandoned_only_when_its_process_is_gone_or_unseen_for_long():
+    at = datetime(2026, 6, 1, 12, 0)
+    here = socket.gethostname()
+    dead = _dead_pid()
+    # this machine, process gone, unseen for five minutes
+    assert runs.is_abandoned("running", dead, here, at - timedelta(minutes=5), at)
+    # this machine, process gone but seen a moment ago: the next task may not have started
+    assert not runs.is_abandoned("running", dead, here, at - timedelta(seconds=30), at)
+    # this machine, process alive (this one), unseen for hours: a long stage
+    assert not runs.is_abandoned("running", os.getpid(), here, at - timedelta(hours=5), at)
+    # another machine: only the time since it was last seen counts
+    assert not runs.is_abandoned("running", 1, "elsewhere", at - timedelta(hours=11), at)
+    assert runs.is_abandoned("running", 1, "elsewhere", at - timedelta(hours=13), at)
+    # finished runs are never abandoned
+    assert not runs.is_abandoned("failed", dead, here, at - timedelta(days=3), at)
+    assert not runs.is_abandoned("success", dead, here, at - timedelta(days=3), at)
+
+
+@pytest.mark.slow
+def test_a_killed_run_is_marked_abandoned_by_status_and_by_the_next_run(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "COLUMNS": "200", "CRM_DBT_DOCS": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "crm_pipeline.cli", "run", "--home", str(home), "--as-of", AS_OF,
+                             "--customers", "400"], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = home / "logs" / f"run-{AS_OF}.log"
+    deadline = time.monotonic() + 300
+    # kill it once dbt is building (the run is recorded and a stage is under way)
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and "Running with dbt" in log.read_text(errors="replace"):
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    time.sleep(3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    warehouse = home / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse))
+    status, pid = con.execute("select status, pid from ops.pipeline_runs").fetchone()
+    assert (status, pid) == ("running", proc.pid)
+    # as if the grace period had passed since it was last seen
+    con.execute("update ops.pipeline_runs set last_seen_at = last_seen_at - interval 10 minute")
+    con.close()
+
+    shown = crm("status", "--home", str(home))
+    assert shown.returncode == 0, shown.stderr
+    assert "abandoned" in shown.stdout and "running" not in shown.stdout
+    assert f"PID {proc.pid}" in shown.stdout
+
+    again = crm("run", "--home", str(home), "--as-of", "2026-04-01", env={"CRM_DBT_DOCS": "0"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    con = duckdb.connect(str(warehouse), read_only=True)
+    records = dict(con.execute("select as_of::varchar, status from ops.pipeline_runs").fetchall())
+    message = con.execute("select message from ops.pipeline_runs where status = 'abandoned'").fetchone()[0]
+    con.close()
+    assert records == {AS_OF: "abandoned", "2026-04-01": "success"}
+    assert f"PID {proc.pid}" in message and "last seen" in message
