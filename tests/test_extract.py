@@ -14,6 +14,7 @@ import pytest
 
 from crm_pipeline import demo
 from crm_pipeline import extract as ex
+from crm_pipeline.extract import readers as source_readers, run as extract_run
 from crm_pipeline.contract import ENTITIES, ENTITY_BY_NAME
 from crm_pipeline.warehouse import Warehouse, WarehouseConfig
 from helpers import psycopg2_url
@@ -389,7 +390,7 @@ def test_every_reader_gives_identical_chunks_and_batches(three_sources, tmp_path
 
 @pytest.mark.postgres
 def test_a_failing_fast_reader_falls_back_without_duplicates(three_sources, tmp_path, monkeypatch):
-    real = ex._READ["duckdb"]
+    real = source_readers._READ["duckdb"]
 
     def flaky(engine, entity, lo, hi, chunk_rows):
         for i, chunk in enumerate(real(engine, entity, lo, hi, chunk_rows)):
@@ -397,8 +398,8 @@ def test_a_failing_fast_reader_falls_back_without_duplicates(three_sources, tmp_
                 raise ConnectionError("server closed the connection unexpectedly")
             yield chunk
 
-    monkeypatch.setitem(ex._READ, "duckdb", flaky)
-    monkeypatch.setattr(ex, "pushdown_possible", lambda *a, **k: False)  # the chunked readers' chain
+    monkeypatch.setitem(source_readers._READ, "duckdb", flaky)
+    monkeypatch.setattr(extract_run, "pushdown_possible", lambda *a, **k: False)  # the chunked readers' chain
     with wh_at(tmp_path / "wh.duckdb") as wh:
         stats = ex.extract_all(wh, three_sources["postgresql"], as_of=D1, run_id="r", chunk_rows=25)
         by = {s.entity: s for s in stats}
@@ -438,13 +439,13 @@ def test_extraction_caps_duckdb_memory_only_while_it_runs(source, tmp_path, monk
     process: extraction sets CRM_DUCKDB_MEMORY_LIMIT for itself and puts the old value back."""
     monkeypatch.setenv("CRM_DUCKDB_MEMORY_LIMIT", "300MB")
     seen = []
-    real = ex._extract_entity
+    real = extract_run._extract_entity
 
     def spy(wh, *args, **kwargs):
         seen.append(wh.scalar("select current_setting('memory_limit')"))
         return real(wh, *args, **kwargs)
 
-    monkeypatch.setattr(ex, "_extract_entity", spy)
+    monkeypatch.setattr(extract_run, "_extract_entity", spy)
     with wh_at(tmp_path / "wh.duckdb") as wh:
         before = wh.scalar("select current_setting('memory_limit')")  # DuckDB's default
         ex.extract_all(wh, f"sqlite:///{source}", as_of=D1, run_id="r1")

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from crm_pipeline import demo, extract as ex
+from crm_pipeline.extract import hashing, pushdown as pushdown_path
 from crm_pipeline.contract import ENTITIES, ORDERS
 from crm_pipeline.gates import GateSettings
 from crm_pipeline.warehouse import Warehouse, WarehouseConfig
@@ -227,7 +228,7 @@ def test_money_text_is_the_same_in_python_and_in_sql():
 
     values = [100.0, 12.5, 0.05, -12.3, 1590.59, 99999999999.99, 0.1, 1e-3]
     expected = ["100.00", "12.50", "0.05", "-12.30", "1590.59", "99999999999.99", "0.10", "0.00"]
-    assert list(ex._canon_money(np.array(values))) == expected
+    assert list(hashing._canon_money(np.array(values))) == expected
     con = duckdb.connect()
     sql = ex.money_text_sql("x")
     got = [con.execute(f"select {sql} from (select cast(? as decimal(18,2)) as x)", [v]).fetchone()[0] for v in values]
@@ -258,10 +259,10 @@ def test_timestamp_text_is_the_same_in_python_and_in_sql():
 
     values = ["2024-01-02 03:04:05.500000", "2024-01-02 03:04:05", "2024-01-02 03:04:05.000123", "2024-01-02 00:00:00"]
     expected = ["2024-01-02 03:04:05.5", "2024-01-02 03:04:05", "2024-01-02 03:04:05.000123", "2024-01-02 00:00:00"]
-    got_py = list(ex._canon(pd.Series(pd.to_datetime(values, format="ISO8601")), "timestamp"))
+    got_py = list(hashing._canon(pd.Series(pd.to_datetime(values, format="ISO8601")), "timestamp"))
     assert got_py == expected
     con = duckdb.connect()
-    sql = ex._canon_sql("ts", "timestamp", "TIMESTAMP")
+    sql = hashing._canon_sql("ts", "timestamp", "TIMESTAMP")
     got_sql = [con.execute(f"select {sql} from (select cast(? as timestamp) as ts)", [v]).fetchone()[0] for v in values]
     assert got_sql == expected
 
@@ -397,7 +398,7 @@ def test_an_increment_reads_its_window_through_the_source_index(tmp_path, pg_dat
             time.sleep(0.1)
         assert after > before, "the increment did not read orders through ix_orders_updated_at"
 
-        monkeypatch.setattr(ex, "source_window_indexed", lambda *a, **k: False)
+        monkeypatch.setattr(pushdown_path, "source_window_indexed", lambda *a, **k: False)
         scanned = {s.entity: s for s in ex.extract_all(whs["scanned"], pg_database, as_of=D2, run_id="r2")}
         assert indexed["orders"].reader == scanned["orders"].reader == "pushdown"
         assert _stats(indexed.values()) == _stats(scanned.values())

@@ -258,7 +258,7 @@ def reference_copy(source: str) -> dict:
 
 
 def reference_duckdb_ctas(source: str) -> dict:
-    from crm_pipeline.extract import _postgres_extension_path, _sql_string
+    from crm_pipeline.extract.readers import postgres_extension_path as _postgres_extension_path, sql_string as _sql_string
 
     import duckdb
 
