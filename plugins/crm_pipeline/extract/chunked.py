@@ -13,7 +13,13 @@ import pandas as pd
 from crm_pipeline import gates
 from crm_pipeline.contract import Entity
 from crm_pipeline.extract.hashing import join_columns, key_text, row_hashes
-from crm_pipeline.extract.raw_store import BatchStats, commit_batch, existing_versions, fault_point, open_batch
+from crm_pipeline.extract.raw_store import (
+    BatchStats,
+    commit_batch,
+    existing_versions,
+    fault_point,
+    open_batch,
+)
 from crm_pipeline.extract.readers import iter_source_chunks
 from crm_pipeline.warehouse import Warehouse
 

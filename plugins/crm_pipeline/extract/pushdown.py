@@ -17,8 +17,14 @@ import pandas as pd
 from crm_pipeline import gates
 from crm_pipeline.connections import redact
 from crm_pipeline.contract import RAW_META_COLUMNS, Entity
+from crm_pipeline.errors import first_line
 from crm_pipeline.extract.chunked import write_chunk
-from crm_pipeline.extract.hashing import loaded_row_hash_sql, row_hash_sql, row_hashes, stored_hash_sql
+from crm_pipeline.extract.hashing import (
+    loaded_row_hash_sql,
+    row_hash_sql,
+    row_hashes,
+    stored_hash_sql,
+)
 from crm_pipeline.extract.raw_store import (
     NEVER_VISIBLE,
     BatchStats,
@@ -30,7 +36,6 @@ from crm_pipeline.extract.raw_store import (
 from crm_pipeline.extract.readers import (
     dialect,
     fast_reader_available,
-    first_line,
     in_memory_duckdb,
     plain_url,
     postgres_extension_path,

@@ -14,6 +14,7 @@ import pandas as pd
 from crm_pipeline import settings
 from crm_pipeline.connections import redact, sqlalchemy_url
 from crm_pipeline.contract import Entity
+from crm_pipeline.errors import first_line
 from crm_pipeline.warehouse import ident
 
 DEFAULT_CHUNK_ROWS = 200_000
@@ -29,12 +30,6 @@ class SourceError(RuntimeError):
 
 class ReaderFailed(RuntimeError):
     """A fast reader failed; the batch is rolled back and read again with the next one."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type's name when it has none)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def reader_from_env() -> str:

@@ -13,10 +13,25 @@ from typing import Callable
 from crm_pipeline import gates, settings
 from crm_pipeline.connections import redact
 from crm_pipeline.contract import ENTITIES, Entity
+from crm_pipeline.errors import first_line
 from crm_pipeline.extract.chunked import extract_batch
-from crm_pipeline.extract.pushdown import extract_pushdown, pushdown_possible, sql_warehouse
-from crm_pipeline.extract.raw_store import BatchRejected, BatchStats, ensure_tables, known_customers_sql
-from crm_pipeline.extract.readers import ReaderFailed, first_line, reader_chain, source_columns, source_engine
+from crm_pipeline.extract.pushdown import (
+    extract_pushdown,
+    pushdown_possible,
+    sql_warehouse,
+)
+from crm_pipeline.extract.raw_store import (
+    BatchRejected,
+    BatchStats,
+    ensure_tables,
+    known_customers_sql,
+)
+from crm_pipeline.extract.readers import (
+    ReaderFailed,
+    reader_chain,
+    source_columns,
+    source_engine,
+)
 from crm_pipeline.warehouse import Warehouse, ident
 
 log = logging.getLogger(__name__)
