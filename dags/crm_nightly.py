@@ -7,12 +7,13 @@ covers ("everything known by the end of day D").
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Asset, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from crm_pipeline.alerts import on_failure
+from crm_pipeline import settings
+from crm_pipeline.alerts import on_failure, on_retry
 from crm_pipeline.dbt_ops import CrmDbtBuildOperator
 from crm_pipeline.publish import PUBLISHED_TABLES
 
@@ -29,9 +30,10 @@ PUBLISHED_ASSETS = [Asset(f"crm://published/{t.name}") for t in PUBLISHED_TABLES
     max_active_runs=1,
     default_args={
         "retries": 1,
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": settings.retry_delay() * 3,
         "retry_exponential_backoff": True,
         "on_failure_callback": on_failure,
+        "on_retry_callback": on_retry,
     },
     tags=["crm"],
     doc_md=__doc__,
@@ -43,7 +45,7 @@ def crm_nightly():
 
         return pipeline.begin(dag_run.run_id, pipeline.as_of_from_interval(data_interval_end))
 
-    @task(retries=3, retry_delay=timedelta(seconds=10))
+    @task(retries=settings.extract_retries(), retry_delay=settings.retry_delay())
     def extract(run: dict) -> list:
         from datetime import date
 

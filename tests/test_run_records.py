@@ -84,3 +84,20 @@ def test_a_killed_run_is_marked_abandoned_by_status_and_by_the_next_run(tmp_path
     con.close()
     assert records == {AS_OF: "abandoned", "2026-04-01": "success"}
     assert f"PID {proc.pid}" in message and "last seen" in message
+
+
+@pytest.mark.slow
+def test_an_unreachable_source_says_it_is_retrying_while_it_waits(tmp_path):
+    """Each failed attempt is shown as it happens (attempt, wait, reason), before the
+    run's final one-line error; the password of the source URL is never shown."""
+    source = "postgresql://reader:pwRetry7731@127.0.0.1:9/crm"  # nothing listens on port 9
+    result = crm("run", "--home", str(tmp_path / "home"), "--as-of", AS_OF, "--source", source,
+                 env={"CRM_EXTRACT_RETRIES": "2", "CRM_RETRY_DELAY_SECONDS": "1"}, timeout=300)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "pwRetry7731" not in output
+    first = output.index("attempt 1 of 3 failed, trying again in 1 s or more: cannot read source table")
+    second = output.index("attempt 2 of 3 failed, trying again in 2 s or more")
+    final = output.index("crm_nightly as_of 2026-03-31: failed")
+    assert first < second < final
+    assert "attempt 3 of 3" not in output  # the last attempt fails the run, it is not retried

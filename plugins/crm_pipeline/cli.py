@@ -248,7 +248,11 @@ class _StageProgress:
             table.add_row(mark, f"{seconds:.1f}s" if seconds is not None else "")
         return table
 
-    def _update(self, stage: str, status: str, seconds: float | None) -> None:
+    def _update(self, stage: str, status: str, seconds: float | None, detail: str | None = None) -> None:
+        if status == "retrying":
+            # a retry is shown at once, above the live lines, and stays on the terminal
+            self.live.console.print(f"[yellow]↻ {stage}[/]: {detail}")
+            status = "running"
         self.state[stage] = (status, seconds)
         self.live.update(self._render())
 

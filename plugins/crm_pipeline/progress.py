@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-Listener = Callable[[str, str, float | None], None]
+#: called with (stage, status, seconds, detail): status is running, ok, failed or retrying
+Listener = Callable[[str, str, float | None, str | None], None]
 _listener: Listener | None = None
 
 
@@ -17,9 +18,9 @@ def set_listener(listener: Listener | None) -> None:
     _listener = listener
 
 
-def emit(stage: str, status: str, seconds: float | None = None) -> None:
+def emit(stage: str, status: str, seconds: float | None = None, detail: str | None = None) -> None:
     if _listener is not None:
         try:
-            _listener(stage, status, seconds)
+            _listener(stage, status, seconds, detail)
         except Exception:  # noqa: BLE001 - a display problem never fails a run
             pass

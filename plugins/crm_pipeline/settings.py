@@ -35,6 +35,8 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("CRM_EXTRACT_CHUNK_ROWS", "200000", "rows per chunk read from the source"),
     Variable("CRM_EXTRACT_READER", "auto", "source reader: auto, pushdown, duckdb, connectorx or sqlalchemy"),
     Variable("CRM_EXTRACT_DUCKDB_MEMORY", "1GB", "memory of the in-process DuckDB that reads a PostgreSQL source"),
+    Variable("CRM_EXTRACT_RETRIES", "3", "times the extract task is tried again when the source fails"),
+    Variable("CRM_RETRY_DELAY_SECONDS", "10", "first wait before a task is tried again (doubling each time)"),
     Variable("CRM_DUCKDB_MEMORY_LIMIT", "512MB", "DuckDB warehouse memory while extraction writes it"),
     Variable("CRM_DBT_DUCKDB_MEMORY_LIMIT", "2500MB", "DuckDB memory for dbt's models (read by dbt's profile)"),
     Variable("CRM_DBT_THREADS", "1", "models dbt builds at once on DuckDB (read by dbt's profile)"),
@@ -142,6 +144,14 @@ def extract_reader() -> str:
     if value not in READER_CHOICES:
         raise ConfigError(f"CRM_EXTRACT_READER={value!r}: use {', '.join(READER_CHOICES)}")
     return value
+
+
+def extract_retries() -> int:
+    return int(_number("CRM_EXTRACT_RETRIES", 3, integer=True))
+
+
+def retry_delay() -> timedelta:
+    return timedelta(seconds=_number("CRM_RETRY_DELAY_SECONDS", 10.0))
 
 
 _DUCKDB_SIZE = r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)"
