@@ -21,6 +21,7 @@ import pytest
 from crm_pipeline import gates
 from crm_pipeline.contract import COMPLAINTS, CUSTOMERS, ENTITIES, ORDERS
 from crm_pipeline.gates import GateError, GateSettings, expected_tier_counts, gate1_batch, gate1_rows, gate2_audit
+from crm_pipeline.gates.audit import _gate2_columns
 from crm_pipeline.warehouse import Warehouse, WarehouseConfig
 
 AS_OF = date(2026, 6, 30)
@@ -526,8 +527,8 @@ def test_gate2_reads_only_the_columns_its_checks_name():
         "derived": [{"kind": "tier_sizes"}, {"kind": "mix_vs_published", "column": "segment_name"},
                     {"kind": "volume_vs_published", "expectations": []}],
     }
-    assert gates._gate2_columns(spec) == {"customer_id", "grade_quarter", "credit_grade", "total_score",
-                                          "value_tier", "segment_name"}
+    assert _gate2_columns(spec) == {"customer_id", "grade_quarter", "credit_grade", "total_score",
+                                    "value_tier", "segment_name"}
     wide = {"expectations": [{"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["a"]}}]}
-    assert gates._gate2_columns(wide) is None
-    assert gates._gate2_columns({"derived": [{"kind": "something_new"}]}) is None
+    assert _gate2_columns(wide) is None
+    assert _gate2_columns({"derived": [{"kind": "something_new"}]}) is None
