@@ -10,8 +10,10 @@
   against what is published now), with Data Docs for every run.
 
 The rules live in ``expectations/`` (``raw_<entity>.json``, ``audit_marts.json``) and are read
-at run time, so a changed threshold there changes the gate. GX is imported lazily (it takes
-seconds and logs a lot) inside functions.
+at run time, so a changed threshold there changes the gate. Where a rule is a business rule
+that dbt also applies (tier shares, grades, segment names), ``audit_marts.json`` refers to the
+dbt seed that holds it instead of copying it. GX is imported lazily (it takes seconds and logs
+a lot) inside functions.
 
 Gates never hand GX a SQL connection: GX 1.24 on DuckDB through SQLAlchemy loses its metrics
 to pooled connections, and a table asset with a schema can silently validate a same-named

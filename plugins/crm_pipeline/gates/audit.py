@@ -16,7 +16,7 @@ from crm_pipeline.contract import ENTITIES
 from crm_pipeline.errors import first_line
 from crm_pipeline.gates.audit_datasets import Dataset, derived_dataset
 from crm_pipeline.gates.audit_gx import run_gate2_gx
-from crm_pipeline.gates.audit_inputs import gate2_params, read_frame, substitute
+from crm_pipeline.gates.audit_inputs import Seeds, gate2_params, read_frame, seed_references, substitute
 from crm_pipeline.gates.coercion import jsonable
 from crm_pipeline.gates.gx_runtime import result_error
 from crm_pipeline.gates.results import MESSAGE_CHARS, Gate2Result, GateError, GateSettings
@@ -42,7 +42,7 @@ def gate2_audit(
     """Validate the dbt-built audit marts before publish; build Data Docs into ``docs_dir``.
 
     Failures are sentences; errors that stop the gate itself (unreadable warehouse, bad
-    suite file, GX internal error) raise ``GateError`` with a one-line
+    suite file, missing seed, GX internal error) raise ``GateError`` with a one-line
     message."""
     try:
         return _gate2_audit(wh, as_of=as_of, docs_dir=docs_dir, settings=settings,
@@ -65,7 +65,10 @@ def _gate2_audit(wh, *, as_of, docs_dir, settings, expected_customers) -> Gate2R
     except Exception as exc:
         raise GateError(f"gate 2 cannot list the tables of schema {schema}: {first_line(exc, MESSAGE_CHARS)}") from None
 
-    params = gate2_params(wh, spec, settings, expected_customers, failures)
+    seeds = Seeds(wh, spec.get("seed_schema", "config"))
+    for reference in seed_references(spec):  # a missing seed or column stops the gate here
+        seeds.resolve(reference)
+    params = gate2_params(wh, spec, settings, seeds, expected_customers, failures)
     datasets = _mart_datasets(wh, spec, schema, existing, params, failures, checks)
     if spec.get("personal_data"):
         datasets.append(_personal_data_dataset(wh, spec["personal_data"], schema))
@@ -73,7 +76,7 @@ def _gate2_audit(wh, *, as_of, docs_dir, settings, expected_customers) -> Gate2R
     resolved: list[Dataset] = []
     for dataset in datasets:
         try:
-            expectations = substitute(dataset.expectations, params)
+            expectations = substitute(dataset.expectations, params, seeds)
         except GateError as exc:
             failures.append(f"gate 2 failed: {dataset.name}: {exc}")
             continue

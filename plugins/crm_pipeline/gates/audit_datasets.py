@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from crm_pipeline.gates.audit_inputs import read_frame, tier_cutpoints
+from crm_pipeline.gates.audit_inputs import Seeds, read_frame, tier_cutpoints
 from crm_pipeline.gates.results import GateError
 from crm_pipeline.warehouse import ident
 
@@ -30,13 +30,12 @@ class Dataset:
 def expected_tier_counts(n_buyers: int, cutpoints: list[tuple[str, float]] | None = None) -> dict[str, int]:
     """Exact pyramid tier sizes for ``n_buyers`` buying customers.
 
-    ``cutpoints`` are (tier, cumulative share) best tier first, from the dbt seed
-    ``value_tier_cutpoints`` (VIP 1%, Major 5%, Ordinary 20%, Small 100%). As in
-    ``int_value_pyramid.sql``, the buyer at rank p belongs to the first tier with
-    ``p - 1 < cumulative_share × n_buyers``, so a tier's cumulative size is
-    ``ceil(cumulative_share × n_buyers)`` (exact decimals): 1,000 buyers give
-    10 / 40 / 150 / 800, 50 buyers 1 / 2 / 7 / 40."""
-    cutpoints = cutpoints or tier_cutpoints()
+    ``cutpoints`` are (tier, cumulative share) best tier first; by default those of the dbt
+    seed ``value_tier_cutpoints``. As in ``int_value_pyramid.sql``, the buyer at rank p
+    belongs to the first tier with ``p - 1 < cumulative_share × n_buyers``, so a tier's
+    cumulative size is ``ceil(cumulative_share × n_buyers)``, in exact decimals (a share of
+    0.05 of 50 buyers is 2.5, so 3)."""
+    cutpoints = cutpoints or tier_cutpoints(Seeds())
     counts: dict[str, int] = {}
     previous = 0
     for tier, share in cutpoints:
