@@ -21,6 +21,8 @@ import pytest
 from crm_pipeline import gates
 from crm_pipeline.contract import COMPLAINTS, CUSTOMERS, ENTITIES, ORDERS
 from crm_pipeline.gates import GateError, GateSettings, expected_tier_counts, gate1_batch, gate1_rows, gate2_audit
+from crm_pipeline.gates import audit_inputs
+from crm_pipeline.gates.audit import _gate2_columns
 from crm_pipeline.warehouse import Warehouse, WarehouseConfig
 
 AS_OF = date(2026, 6, 30)
@@ -402,6 +404,38 @@ def test_gate2_fails_on_bad_grade_and_unknown_segment(duck):
     assert any("audit.customer_segments.segment" in f and "['Mystery']" in f for f in r.failures), r.failures
 
 
+def test_gate2_fails_on_a_grade_or_score_outside_the_seeds(duck):
+    """The grades are those of the seed credit_grade_cutoffs (AAA, AA, A, B, C) and the score
+    runs from its lowest min_score (0) to the sum of credit_scorecard's max_points (100)."""
+    wh, docs = duck
+    build_audit(wh)
+    wh.execute("update audit.customer_credit_grades set credit_grade = 'D' where customer_id = 7")
+    wh.execute("update audit.customer_credit_grades set total_score = 100.5 where customer_id = 8")
+    wh.execute("update audit.customer_credit_grades set total_score = 100 where customer_id = 9")   # the top: allowed
+    wh.execute("update audit.customer_credit_grades set total_score = 0 where customer_id = 10")    # the bottom: allowed
+    r = run2(wh, docs)
+    assert not r.passed
+    assert r.failures == [
+        "gate 2 failed: expect_column_values_to_be_in_set on audit.customer_credit_grades.credit_grade: "
+        "1 unexpected values, e.g. ['D'] (a grade of the seed credit_grade_cutoffs)",
+        "gate 2 failed: expect_column_values_to_be_between on audit.customer_credit_grades.total_score: "
+        "1 unexpected values, e.g. [100.5] (from the lowest grade's min_score (seed credit_grade_cutoffs) "
+        "to the scorecard's total points (seed credit_scorecard))",
+    ]
+
+
+def test_gate2_without_a_seed_stops(duck, tmp_path, monkeypatch):
+    """No copy of a seed's rule to fall back on: a seed neither in the warehouse nor in the
+    seeds folder stops gate 2, and the tier sizes cannot be computed without it."""
+    wh, docs = duck
+    build_audit(wh)     # the warehouse has config.segment_rules only
+    monkeypatch.setattr(audit_inputs, "DBT_SEEDS_DIR", tmp_path / "no_seeds")
+    with pytest.raises(GateError, match="gate 2 needs the seed value_tier_cutpoints"):
+        run2(wh, docs)
+    with pytest.raises(GateError, match="value_tier_cutpoints"):
+        expected_tier_counts(1000)
+
+
 def test_gate2_fails_on_personal_data_column(duck):
     wh, docs = duck
     build_audit(wh)
@@ -526,8 +560,8 @@ def test_gate2_reads_only_the_columns_its_checks_name():
         "derived": [{"kind": "tier_sizes"}, {"kind": "mix_vs_published", "column": "segment_name"},
                     {"kind": "volume_vs_published", "expectations": []}],
     }
-    assert gates._gate2_columns(spec) == {"customer_id", "grade_quarter", "credit_grade", "total_score",
-                                          "value_tier", "segment_name"}
+    assert _gate2_columns(spec) == {"customer_id", "grade_quarter", "credit_grade", "total_score",
+                                    "value_tier", "segment_name"}
     wide = {"expectations": [{"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["a"]}}]}
-    assert gates._gate2_columns(wide) is None
-    assert gates._gate2_columns({"derived": [{"kind": "something_new"}]}) is None
+    assert _gate2_columns(wide) is None
+    assert _gate2_columns({"derived": [{"kind": "something_new"}]}) is None

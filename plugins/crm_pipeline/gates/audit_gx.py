@@ -1,0 +1,94 @@
+"""Gate 2's run in Great Expectations: each dataset validated through a stored validation
+definition in a file context next to the Data Docs, and the docs of this run built."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from crm_pipeline.errors import first_line
+from crm_pipeline.gates.audit_datasets import Dataset
+from crm_pipeline.gates.gx_runtime import build_suite, gx_lock, import_gx, in_suite_order, no_progress_bars
+from crm_pipeline.gates.results import MESSAGE_CHARS, GateError
+
+
+def _asset_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")[:80]
+
+
+def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[list]:
+    """Validate each dataset with a stored ValidationDefinition and build Data Docs."""
+    gx = import_gx()
+    docs_dir = Path(docs_dir).resolve()
+    root = docs_dir.parent / "gx_context"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with gx_lock:
+            context = gx.get_context(mode="file", project_root_dir=str(root))
+        context.enable_analytics(False)
+        no_progress_bars(context)
+        site = "crm_gates"
+        site_config = {
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        }
+        sites = context.list_data_docs_sites() or {}
+        if site in sites:
+            context.update_data_docs_site(site, site_config)
+        else:
+            context.add_data_docs_site(site, site_config)
+        for other in list(sites):
+            if other != site:
+                context.delete_data_docs_site(other)
+        source_name = "crm_gate2"
+        try:
+            source = context.data_sources.get(source_name)
+        except Exception:
+            source = context.data_sources.add_pandas(source_name)
+        from great_expectations.core.run_identifier import RunIdentifier  # noqa: PLC0415
+
+        run_id = RunIdentifier(run_name=f"gate2 as_of {as_of.isoformat()}",
+                               run_time=datetime.now().astimezone())
+        out = []
+        suite_names: list[str] = []
+        for dataset in datasets:
+            asset_name = _asset_name(dataset.asset or dataset.name)
+            try:
+                asset = source.get_asset(asset_name)
+            except LookupError:
+                asset = source.add_dataframe_asset(asset_name)
+            try:
+                batch_definition = asset.get_batch_definition("whole")
+            except (KeyError, LookupError, ValueError):
+                batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+            suite = build_suite(f"audit_marts.{asset_name}", dataset.expectations)
+            suite = context.suites.add_or_update(suite)
+            suite_names.append(suite.name)
+            definition = gx.ValidationDefinition(name=f"gate2.{asset_name}", data=batch_definition, suite=suite)
+            definition = context.validation_definitions.add_or_update(definition)
+            fmt: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
+            ex_cols = sorted({(e.get("meta") or {}).get("example_column") for e in dataset.expectations} - {None})
+            ex_cols = [name for name in ex_cols if name in dataset.frame.columns]
+            if ex_cols:
+                fmt["unexpected_index_column_names"] = ex_cols
+            validation = definition.run(batch_parameters={"dataframe": dataset.frame}, result_format=fmt, run_id=run_id)
+            out.append(in_suite_order(validation.results, len(dataset.expectations), f"gate 2 on {dataset.name}"))
+        # render only this run's pages (a full rebuild grows with every stored run); the
+        # index still lists every run kept in the store
+        from great_expectations.data_context.types.resource_identifiers import (  # noqa: PLC0415
+            ExpectationSuiteIdentifier,
+        )
+
+        mine = [k for k in context.validation_results_store.list_keys()
+                if getattr(k, "run_id", None) is not None and k.run_id.run_name == run_id.run_name
+                and k.run_id.run_time == run_id.run_time]
+        suites = [ExpectationSuiteIdentifier(name=name) for name in suite_names]
+        context.build_data_docs(site_names=[site], resource_identifiers=mine + suites)
+        return out
+    except GateError:
+        raise
+    except Exception as exc:
+        raise GateError(f"gate 2: Great Expectations failed: {first_line(exc, MESSAGE_CHARS)}") from None
