@@ -451,3 +451,30 @@ def test_extraction_caps_duckdb_memory_only_while_it_runs(source, tmp_path, monk
         ex.extract_all(wh, f"sqlite:///{source}", as_of=D1, run_id="r1")
         assert wh.scalar("select current_setting('memory_limit')") == before
     assert seen and set(seen) == {"286.1 MiB"}  # 300 MB = 300,000,000 bytes = 286.1 MiB
+
+
+def test_a_refused_batch_keeps_its_broken_rows_and_reasons_where_the_stop_points(source, tmp_path):
+    """Gate 1 refuses a batch whose quarantined share is above the limit: nothing of it
+    is loaded, and the stop message names a table that holds each broken row's reason."""
+    con = sqlite3.connect(source)
+    con.execute("update orders set gross_amount = 'twelve' where order_id % 2 = 0")
+    con.commit()
+    con.close()
+    broken = src_count(source, "select count(*) from orders where order_id % 2 = 0")
+    url = f"sqlite:///{source}"
+    with wh_at(tmp_path / "wh.duckdb") as wh:
+        with pytest.raises(ex.BatchRejected) as refused:
+            ex.extract_all(wh, url, as_of=D1, run_id="r1")
+        message = str(refused.value)
+        assert "orders:" in message and "above the limit of 20%" in message
+        batch_id = message.split("where batch_id = '")[1].split("'")[0]
+        assert batch_id.startswith("orders-")
+        assert wh.scalar("select count(*) from raw.orders") == 0
+        assert wh.scalar("select count(*) from quarantine.orders") == 0
+        rows = wh.query("select entity, run_id, verdict, _key, _rule, _reason from ops.rejected_batches "
+                        "where batch_id = ?", (batch_id,))
+        assert len(rows) == broken > 0
+        assert {r[0] for r in rows} == {"orders"} and {r[1] for r in rows} == {"r1"}
+        assert all("above the limit" in r[2] for r in rows)
+        assert {int(r[3]) % 2 for r in rows} == {0}
+        assert all("gross_amount" in r[5] for r in rows)

@@ -33,6 +33,11 @@ OPS_DDL = (
         window_start timestamp, window_end timestamp, is_initial boolean,
         rows_extracted bigint, rows_duplicate bigint, rows_staged bigint,
         rows_quarantined bigint, seconds double precision, loaded_at timestamp)""",
+    # a batch that gate 1 refused leaves nothing in raw or quarantine: what it held that
+    # broke row rules is kept here, with the batch's verdict, so a stop names rows that exist
+    """create table if not exists ops.rejected_batches (
+        entity varchar, run_id varchar, batch_id varchar, verdict varchar, rejected_at timestamp,
+        _as_of date, _key varchar, _rule varchar, _reason varchar, _record varchar)""",
 )
 
 QUARANTINE_COLUMNS = {
@@ -245,6 +250,26 @@ def open_batch(wh: Warehouse, entity: Entity, reader: str, *, as_of: date,
     )
 
 
+def keep_rejected_batch(wh: Warehouse, entity: Entity, stats: "BatchStats", landing: str, run_id: str,
+                        verdict: str) -> str:
+    """Record a refused batch in ``ops.rejected_batches``: its quarantined rows with their
+    reasons, or one row with the verdict alone; returns where to look, in one phrase."""
+    rejected_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    head = (entity.name, run_id, stats.batch_id, verdict[:2000], rejected_at)
+    with wh.transaction():
+        wh.execute(
+            "insert into ops.rejected_batches select ?, ?, ?, ?, ?, _as_of, _key, _rule, _reason, _record "
+            f"from quarantine.{ident(landing)}", head)
+        kept = int(wh.scalar("select count(*) from ops.rejected_batches where batch_id = ?",
+                             (stats.batch_id,)) or 0)
+        if not kept:
+            wh.execute("insert into ops.rejected_batches (entity, run_id, batch_id, verdict, rejected_at, _as_of) "
+                       "values (?, ?, ?, ?, ?, ?)", (*head, stats.as_of))
+    rows = f"its {kept:,} rows that broke row rules, with their reasons," if kept else "its verdict"
+    return (f"nothing of batch {stats.batch_id} was loaded; {rows} in ops.rejected_batches "
+            f"where batch_id = '{stats.batch_id}'")
+
+
 def commit_batch(wh: Warehouse, entity: Entity, stats: BatchStats, *, landing: str, run_id: str,
                  columns: list[str], loaded_at: datetime, gate_settings, started: float,
                  also: str | None = None) -> None:
@@ -260,7 +285,8 @@ def commit_batch(wh: Warehouse, entity: Entity, stats: BatchStats, *, landing: s
         incremental=not stats.is_initial,
     )
     if not verdict.ok:
-        raise BatchRejected("; ".join(verdict.failures))
+        failures = "; ".join(verdict.failures)
+        raise BatchRejected(f"{failures} ({keep_rejected_batch(wh, entity, stats, landing, run_id, failures)})")
     fault_point("before_commit", entity)
     with wh.transaction():
         if also:

@@ -35,7 +35,7 @@ def gate1_batch(
     if rows > 0 and quarantined / rows > settings.max_quarantine_share:
         failures.append(
             f"{entity.name}: {quarantined:,} of {rows:,} rows ({quarantined / rows:.0%}) broke row rules, "
-            f"above the limit of {settings.max_quarantine_share:.0%} (see quarantine.{entity.name})")
+            f"above the limit of {settings.max_quarantine_share:.0%}")
     return BatchVerdict(ok=not failures, failures=failures)
 
 
