@@ -101,3 +101,56 @@ def test_an_unreachable_source_says_it_is_retrying_while_it_waits(tmp_path):
     final = output.index("crm_nightly as_of 2026-03-31: failed")
     assert first < second < final
     assert "attempt 3 of 3" not in output  # the last attempt fails the run, it is not retried
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 60 MB file system of its own (tmpfs), unmounted afterwards; skipped where this
+    process may not mount one."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_named_with_the_fix_and_the_next_run_after_freeing_space_works(small_disk):
+    home = small_disk / "home"
+    made = crm("demo-data", "--home", str(home), "--customers", "300", "--until", AS_OF)
+    assert made.returncode == 0, made.stderr
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    with open(filler, "wb") as handle:
+        handle.truncate(0)
+        os.posix_fallocate(handle.fileno(), 0, free - 2_000_000)  # leave 2 MB
+    full = crm("run", "--home", str(home), "--as-of", AS_OF)
+    output = full.stdout + full.stderr
+    assert full.returncode == 1
+    assert "Traceback" not in output
+    assert f"the disk holding {home} is full" in output
+    assert "free space on that disk" in output
+    assert "trying again" not in output  # a full disk is not retried
+    filler.unlink()
+    again = crm("run", "--home", str(home), "--as-of", AS_OF)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_a_damaged_warehouse_is_named_with_the_fix(tmp_path):
+    home = tmp_path / "home"
+    made = crm("demo-data", "--home", str(home), "--customers", "300", "--until", AS_OF)
+    assert made.returncode == 0, made.stderr
+    (home / "warehouse.duckdb").write_bytes(os.urandom(300_000))
+    result = crm("run", "--home", str(home), "--as-of", AS_OF)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 1
+    assert "Traceback" not in output
+    assert f"a file the pipeline reads is damaged (the warehouse is {home / 'warehouse.duckdb'})" in output
+    assert "not a valid DuckDB database file" in output
+    assert "move it away" in output

@@ -57,6 +57,7 @@ def on_failure(context: Any) -> None:
     run_id = getattr(dag_run, "run_id", "?")
     task_id = getattr(ti, "task_id", "?")
     log.error("crm alert: %s/%s task %s failed: %s", dag_id, run_id, task_id, message)
+    progress.emit(task_id, "failed", None, message)
     target = settings.alert_callback()
     if target:
         try:

@@ -6,6 +6,7 @@ Errors are one line plus what to do; a stack trace only with ``--debug``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -16,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crm_pipeline import settings
-from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, redact
-from crm_pipeline.errors import first_line
+from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, WarehouseConfig, redact
+from crm_pipeline.errors import first_line, storage_problem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
 console = Console(stderr=False)
@@ -70,6 +71,29 @@ def _fail(exc: BaseException, debug: bool) -> None:
     raise typer.Exit(1)
 
 
+def _storage_error(problem: BaseException | str, home: Path, warehouse: Optional[str]) -> Optional[UserError]:
+    """A full disk or a damaged file, as one line that names the place and the fix."""
+    error = problem if isinstance(problem, BaseException) else RuntimeError(problem)
+    kind = storage_problem(error)
+    if kind is None:
+        return None
+    text = redact(first_line(error))
+    if kind == "disk_full":
+        place = home if home.exists() else home.parent
+        free_mb = shutil.disk_usage(place).free / 1e6
+        files = ", ".join(f"{path.relative_to(home)} ({path.stat().st_size / 1e6:.1f} MB)"
+                          for path in sorted(home.glob("*")) + sorted(home.glob("airflow/*.db"))
+                          if path.is_file() and path.stat().st_size > 100_000) if home.exists() else ""
+        return UserError(f"the disk holding {place} is full ({free_mb:,.0f} MB free; "
+                         f"{files or 'no large file of the pipeline there'}): {text}",
+                         "free space on that disk (or point --home at a larger one) and run again; "
+                         "nothing was published")
+    target = WarehouseConfig.from_url(_warehouse_url(home, warehouse)).display
+    return UserError(f"a file the pipeline reads is damaged (the warehouse is {target}): {text}",
+                     "restore the damaged file from a backup, or move it away: the next run rebuilds the "
+                     "warehouse from the source (history tables start again from that date)")
+
+
 def _guard(func):
     """Turn known errors into one clear line; unknown ones too, unless --debug."""
     import functools
@@ -87,7 +111,7 @@ def _guard(func):
         except UserError as exc:
             _fail(exc, debug)
         except Exception as exc:  # noqa: BLE001
-            wrapped = UserError(
+            wrapped = _storage_error(exc, _home(kwargs.get("home")), kwargs.get("warehouse")) or UserError(
                 f"{type(exc).__name__}: {first_line(exc)}", "run again with --debug for the full trace"
             )
             _fail(wrapped, debug)
@@ -175,6 +199,8 @@ def _print_summary(summary: dict, home: Path) -> None:
         from rich.markup import escape
 
         console.print(f"[{colour}]{escape(str(summary['message']))}[/]")
+    if summary.get("hint"):
+        console.print(f"[dim]→ {summary['hint']}[/]")
     if summary.get("entities"):
         t = Table(title="extracted")
         for col in ("entity", "extracted", "duplicate", "staged", "quarantined"):
@@ -231,6 +257,8 @@ class _StageProgress:
 
         self.as_of = as_of
         self.state: dict[str, tuple[str, float | None]] = {}
+        #: the first line of the first failure a task reported, as "task: message"
+        self.failure: str | None = None
         self.live = Live(self._render(), console=live_console, transient=quiet, refresh_per_second=4)
 
     def _render(self):
@@ -253,6 +281,10 @@ class _StageProgress:
             # a retry is shown at once, above the live lines, and stays on the terminal
             self.live.console.print(f"[yellow]↻ {stage}[/]: {detail}")
             status = "running"
+        if status == "failed" and detail and self.failure is None:
+            self.failure = f"{stage}: {detail}"
+        if seconds is None and stage in self.state and self.state[stage][0] == status:
+            seconds = self.state[stage][1]
         self.state[stage] = (status, seconds)
         self.live.update(self._render())
 
@@ -317,17 +349,29 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
     log_path = home / "logs" / f"run-{as_of.isoformat()}.log"
     with airflow_local.output_to(log_path) as terminal:
         live = Console(file=terminal, force_terminal=console.is_terminal)
-        with _StageProgress(live, as_of, quiet):
+        with _StageProgress(live, as_of, quiet) as watched:
             run_id, state = airflow_local.run_dag(as_of)
-    with Warehouse(RunSettings.resolve().warehouse) as wh:
-        summary = runs.run_summary(wh, run_id)
+    try:
+        with Warehouse(RunSettings.resolve().warehouse) as wh:
+            summary = runs.run_summary(wh, run_id)
+    except Exception as exc:  # noqa: BLE001 - the run's own failure is the message
+        storage = _storage_error(watched.failure or exc, home, warehouse_url) or _storage_error(exc, home, warehouse_url)
+        if storage is not None:
+            raise storage from None
+        summary = {}
     if not summary:
         states = airflow_local.task_states(run_id)
         failed = [t for t, s in states.items() if s in ("failed", "upstream_failed")]
-        summary = {"as_of": as_of, "status": "failed", "message": f"tasks failed before the run was recorded: {failed}",
-                   "warehouse": warehouse_url}
+        message = watched.failure or f"tasks failed before the run was recorded: {failed}"
+        storage = _storage_error(message, home, warehouse_url)
+        if storage is not None:
+            raise storage
+        summary = {"as_of": as_of, "status": "failed", "message": message, "warehouse": warehouse_url}
     summary["airflow_state"] = state
     summary["log"] = str(log_path)
+    storage = _storage_error(summary["message"], home, warehouse_url) if summary.get("message") else None
+    if storage is not None and summary.get("status") != "success":
+        summary["message"], summary["hint"] = str(storage), storage.hint
     if not quiet:
         _print_summary(summary, home)
     return summary

@@ -20,7 +20,7 @@ from crm_pipeline import extract as extraction
 from crm_pipeline import publish as publishing
 from crm_pipeline import settings as crm_settings
 from crm_pipeline.connections import RunSettings
-from crm_pipeline.errors import first_line
+from crm_pipeline.errors import first_line, storage_problem
 from crm_pipeline.extract import BatchRejected
 from crm_pipeline.gates import GateError
 from crm_pipeline.runs import record_success, stage
@@ -41,12 +41,17 @@ NOT_RETRYABLE = (BatchRejected, ConfigError, GateError)
 
 @contextmanager
 def no_retry_for(kinds) -> Iterator[None]:
-    """Turn the given errors into Airflow's fail-without-retry, keeping their message."""
+    """Turn the given errors, and storage problems (a full disk, a damaged file: trying
+    again only writes more), into Airflow's fail-without-retry, keeping their message."""
     kinds = tuple(kinds)
     try:
         yield
     except kinds as exc:
         raise AirflowFailException(first_line(exc)) from exc
+    except Exception as exc:
+        if storage_problem(exc):
+            raise AirflowFailException(first_line(exc)) from exc
+        raise
 
 
 def as_of_from_interval(data_interval_end: datetime) -> date:
