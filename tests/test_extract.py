@@ -16,6 +16,7 @@ from crm_pipeline import demo
 from crm_pipeline import extract as ex
 from crm_pipeline.extract import readers as source_readers, run as extract_run
 from crm_pipeline.contract import ENTITIES, ENTITY_BY_NAME
+from crm_pipeline.gates import GateSettings
 from crm_pipeline.warehouse import Warehouse, WarehouseConfig
 from helpers import psycopg2_url
 
@@ -478,3 +479,35 @@ def test_a_refused_batch_keeps_its_broken_rows_and_reasons_where_the_stop_points
         assert all("above the limit" in r[2] for r in rows)
         assert {int(r[3]) % 2 for r in rows} == {0}
         assert all("gross_amount" in r[5] for r in rows)
+
+
+def test_ids_above_2_to_the_53_stay_exact_beside_a_null(source, tmp_path):
+    """A whole-number column with a NULL in the same chunk is never read through float64:
+    2**53 + 1 has no float64 of its own (it would become 2**53)."""
+    big_customer, big_order = 2**53 + 1, 2**62 + 3
+    con = sqlite3.connect(source)
+    template = con.execute("select * from customers order by customer_id limit 1").fetchone()
+    names = [d[0] for d in con.execute("select * from customers limit 0").description]
+    row = dict(zip(names, template), customer_id=big_customer)
+    con.execute(f"insert into customers ({', '.join(names)}) values ({', '.join('?' for _ in names)})",
+                [row[n] for n in names])
+    order = con.execute("select * from orders order by order_id limit 1").fetchone()
+    order_names = [d[0] for d in con.execute("select * from orders limit 0").description]
+    insert = f"insert into orders ({', '.join(order_names)}) values ({', '.join('?' for _ in order_names)})"
+    con.execute(insert, [dict(zip(order_names, order), order_id=big_order, customer_id=big_customer)[n]
+                         for n in order_names])
+    con.execute(insert, [dict(zip(order_names, order), order_id=big_order + 1, customer_id=None)[n]
+                         for n in order_names])
+    con.commit()
+    con.close()
+    with wh_at(tmp_path / "wh.duckdb") as wh:
+        ex.extract_all(wh, f"sqlite:///{source}", as_of=D1, run_id="r1",
+                       gate_settings=GateSettings(max_quarantine_share=1.0))
+        assert wh.query("select customer_id from raw.customers where customer_id = ?", (big_customer,)) == \
+            [(big_customer,)]
+        assert wh.query("select order_id, customer_id from raw.orders where order_id = ?", (big_order,)) == \
+            [(big_order, big_customer)]
+        assert wh.scalar("select count(*) from raw.orders where customer_id = ?", (2**53,)) == 0
+        reasons = wh.query("select _key, _reason from quarantine.orders where _key = ?", (str(big_order + 1),))
+        assert len(reasons) == 1 and "customer_id" in reasons[0][1]
+        assert "e+" not in reasons[0][1] and ".0" not in reasons[0][0]

@@ -235,8 +235,11 @@ def _iter_sqlalchemy(engine, entity: Entity, lo, hi, chunk_rows: int) -> Iterato
                 break
             if typed:
                 yield _rows_to_canonical(rows, cols, entity)
-            else:  # SQLite and the like: hand gate 1 the values as stored
-                yield pd.DataFrame.from_records(rows, columns=cols, coerce_float=False)
+            else:  # SQLite and the like: hand gate 1 the values as stored, never through
+                # float64 (pandas' inference turns a whole-number column with a NULL into floats,
+                # which cannot hold every id above 2**53)
+                yield pd.DataFrame({name: pd.Series([row[position] for row in rows], dtype=object)
+                                    for position, name in enumerate(cols)})
 
 
 #: connectorx reads a window in pages of this many chunks (keyset pagination on
