@@ -141,7 +141,7 @@ def demo_data(
 
 
 def _demo_data_at_scale(scale_name: str, source: Optional[str], until_d: date, history_factor: int) -> None:
-    from crm_pipeline import scale
+    from crm_pipeline.bench import scale
     from crm_pipeline.connections import redact
 
     if not source:
