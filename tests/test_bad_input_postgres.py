@@ -9,7 +9,6 @@ the counts reconcile.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 

@@ -17,7 +17,6 @@ published there with the PostgreSQL publish path, then scanned the same way.
 from __future__ import annotations
 
 import re
-from datetime import date
 
 import pytest
 

@@ -21,7 +21,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest

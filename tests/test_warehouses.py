@@ -11,7 +11,6 @@ import os
 import shutil
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import psycopg2
