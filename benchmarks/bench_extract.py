@@ -46,9 +46,9 @@ def _url(dbname: str) -> str:
 
 
 def _recreate(dbname: str) -> None:
-    from crm_pipeline.bench import _recreate_database
+    from crm_pipeline.bench import recreate_database
 
-    _recreate_database(ADMIN_URL, dbname)
+    recreate_database(ADMIN_URL, dbname)
 
 
 def build_source(orders: int) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from crm_pipeline import scale
+from crm_pipeline.bench import scale
 from conftest import _pg_admin_url
 from helpers import crm
 

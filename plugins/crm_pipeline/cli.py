@@ -164,7 +164,7 @@ def demo_data(
 
 
 def _demo_data_at_scale(scale_name: str, source: Optional[str], until_d: date, history_factor: int) -> None:
-    from crm_pipeline import scale
+    from crm_pipeline.bench import scale
 
     if not source:
         raise UserError("--scale needs --source postgresql://...", "the scaled source is generated inside PostgreSQL")

@@ -1,28 +1,28 @@
-"""A PostgreSQL source at benchmark scale, generated inside the database.
+"""A PostgreSQL source at benchmark scale, generated inside the database: filled with
+set-based ``INSERT ... SELECT generate_series`` statements (no row leaves Python), then
+advanced one day of changes at a time."""
 
-``crm demo-data --scale S|L --source postgresql://...`` fills the five contract tables
-with set-based ``INSERT ... SELECT generate_series`` statements (no row leaves Python),
-then ``crm demo-data --scale ... --until D+1`` applies one day of changes. The shapes
-follow the demo world in broad strokes (a skewed customer base, orders in four
-currencies, late and missing payments, returns, re-opened complaints, quarterly
-statements of enterprise customers) so every mart has real work to do; the exact values
-are not the demo generator's.
-
-Scales (customers / orders over ``history_days``):
-
-* ``S``: 100,000 / 2,000,000
-* ``L``: 1,000,000 / 20,000,000
-
-Contacts are 2 per customer, complaints 1 per 100 orders, financial statements 4
-quarters for two customers in five. ``history_factor=2`` doubles the history (twice the
-days, twice the orders and complaints) with the same customers, which is what the
-benchmark's "same increment on twice the history" runs on.
-
-One day of changes (``advance_day``) touches about 0.3% of the orders: half new orders
-of that day, half changes to existing ones (payments, returns, write-offs, soft deletes),
-plus a proportional number of complaint, contact and customer changes. The same day on
-a source with twice the history applies the same number of changes.
-"""
+# ``crm demo-data --scale S|L --source postgresql://...`` fills the five contract tables,
+# then ``crm demo-data --scale ... --until D+1`` applies one day of changes. The shapes
+# follow the demo world in broad strokes (a skewed customer base, orders in four
+# currencies, late and missing payments, returns, re-opened complaints, quarterly
+# statements of enterprise customers) so every mart has real work to do; the exact values
+# are not the demo generator's.
+#
+# Scales (customers / orders over ``history_days``):
+#
+# * ``S``: 100,000 / 2,000,000
+# * ``L``: 1,000,000 / 20,000,000
+#
+# Contacts are 2 per customer, complaints 1 per 100 orders, financial statements 4
+# quarters for two customers in five. ``history_factor=2`` doubles the history (twice the
+# days, twice the orders and complaints) with the same customers, which is what the
+# benchmark's "same increment on twice the history" runs on.
+#
+# One day of changes (``advance_day``) touches about 0.3% of the orders: half new orders
+# of that day, half changes to existing ones (payments, returns, write-offs, soft deletes),
+# plus a proportional number of complaint, contact and customer changes. The same day on
+# a source with twice the history applies the same number of changes.
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from crm_pipeline import contract as c
+from crm_pipeline.connections import sqlalchemy_url
+from crm_pipeline.contract import ENTITIES
+from crm_pipeline.demo import source_metadata
 
 SCALES: dict[str, tuple[int, int]] = {"S": (100_000, 2_000_000), "L": (1_000_000, 20_000_000)}
 DEFAULT_HISTORY_DAYS = 365
@@ -108,8 +110,6 @@ def _counts_url(url: str) -> dict[str, int]:
 
 
 def _engine(url: str) -> sa.Engine:
-    from crm_pipeline.connections import sqlalchemy_url
-
     engine = sa.create_engine(sqlalchemy_url(url))
     if engine.dialect.name != "postgresql":
         engine.dispose()
@@ -124,8 +124,6 @@ def _ts(d: date) -> str:
 def fill(url: str, *, customers: int, orders: int, as_of: date, history_days: int = DEFAULT_HISTORY_DAYS,
          history_factor: int = 1, seed: float = 0.42) -> ScaleResult:
     """Replace the source's contract tables with a generated world that ends on ``as_of``."""
-    from crm_pipeline.demo import _metadata
-
     if customers < 1 or orders < 1:
         raise ValueError("customers and orders must be at least 1")
     if history_factor < 1:
@@ -135,12 +133,12 @@ def fill(url: str, *, customers: int, orders: int, as_of: date, history_days: in
     n_orders = orders * history_factor
     engine = _engine(url)
     try:
-        md = _metadata(None)
+        md = source_metadata(None)
         with engine.begin() as con:
-            for e in c.ENTITIES:
+            for e in ENTITIES:
                 con.execute(sa.text(f"drop table if exists {e.name} cascade"))
             con.execute(sa.text(f"drop table if exists {STATE_TABLE}"))
-        md.create_all(engine, tables=[md.tables[e.name] for e in c.ENTITIES])
+        md.create_all(engine, tables=[md.tables[e.name] for e in ENTITIES])
         with engine.begin() as con:
             con.execute(sa.text("set local synchronous_commit = off"))
             con.execute(sa.text("select setseed(:s)"), {"s": seed})
@@ -162,12 +160,11 @@ def _settle(engine: sa.Engine, *, vacuum: bool = True) -> None:
     """Analyze the contract tables; after a fill, vacuum and freeze them too, so every
     timed read finds them as a settled source is: the first scan of freshly written rows
     otherwise sets their hint bits and writes every page again, and whichever reader came
-    first (a reference reader or the pipeline) paid for it (24 s against 35 s for the same
-    extraction of 20M orders). A day's changes are only analyzed: a night reads them
-    through the updated_at index, and a vacuum after them scanned both indexes of the
-    orders whole (4 minutes at 40M orders)."""
+    first (a reference reader or the pipeline) paid for it. A day's changes are only
+    analyzed: a night reads them through the updated_at index, and a vacuum after them
+    scans both indexes of the orders whole."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as con:
-        for e in c.ENTITIES:
+        for e in ENTITIES:
             con.execute(sa.text(f"vacuum (freeze, analyze) {e.name}" if vacuum else f"analyze {e.name}"))
 
 
@@ -336,5 +333,5 @@ def _day_sql(day: date, customers: int, n: int) -> list[str]:
 
 def _counts(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as con:
-        return {e.name: int(con.execute(sa.text(f"select count(*) from {e.name}")).scalar_one()) for e in c.ENTITIES}
+        return {e.name: int(con.execute(sa.text(f"select count(*) from {e.name}")).scalar_one()) for e in ENTITIES}
 

@@ -1,0 +1,143 @@
+"""The benchmark's verdict and report: the targets (binding for a DuckDB warehouse at
+scale L, shown at every scale), the ratios they are judged on, and the tables ``crm bench``
+prints."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from crm_pipeline.bench.figures import PHASES, BenchResult, RunFigures
+from crm_pipeline.bench.reference import REFERENCES
+
+TARGETS = {
+    "extract_vs_copy": 0.60,
+    "full_seconds": 600.0,
+    "full_peak_rss_mb": 4096.0,
+    "increment_seconds": 120.0,
+    "increment_2x_ratio": 1.3,
+    "postgres_stage_vs_duckdb": 5.0,
+}
+
+
+def evaluate(result: BenchResult) -> None:
+    """The ratios (extraction vs the COPY ceiling, increment on twice the history vs the
+    increment) and every target's verdict, naming the longest stage behind a miss."""
+    ceiling = result.reference.get("copy_ceiling", {}).get("rows_per_s")
+    full = result.run("full", "duckdb")
+    if full and "extract" in full.stages:
+        ours = full.stages["extract"].rows_per_s
+        result.ratios["extract_rows_per_s"] = ours
+        result.ratios["extract_vs_copy"] = round(ours / ceiling, 3) if ours and ceiling else None
+    inc, inc2 = result.run("increment", "duckdb"), result.run("increment_2x", "duckdb")
+    if inc and inc2 and inc.ok and inc2.ok:
+        result.ratios["increment_2x_ratio"] = round(inc2.stages["total"].seconds / inc.stages["total"].seconds, 3)
+    binding = result.scale == "L"
+
+    def target(name: str, measured, limit, ok: bool | None, run: RunFigures | None, higher_is_better=False,
+               within: str | None = None):
+        bottleneck = None
+        if ok is False and run is not None:
+            candidates = {k: v.seconds for k, v in run.stages.items()
+                          if (k.startswith(within) if within else ":" not in k and k != "total")}
+            bottleneck = max(candidates, key=candidates.get) if candidates else None
+            slowest = next(((m, sec) for st, m, sec in run.slowest_models if st == bottleneck), None)
+            if slowest:  # a dbt stage: name its slowest model too
+                bottleneck += f" ({slowest[0]} {slowest[1]:.1f} s)"
+        result.targets.append({"target": name, "measured": measured, "limit": limit,
+                               "ok": ok, "binding": binding, "bottleneck": bottleneck,
+                               "direction": ">=" if higher_is_better else "<="})
+
+    r = result.ratios.get("extract_vs_copy")
+    target("extraction rows/s vs COPY ceiling", r, TARGETS["extract_vs_copy"],
+           None if r is None else r >= TARGETS["extract_vs_copy"], full, higher_is_better=True, within="extract:")
+    if full:
+        t, m = full.stages["total"].seconds, full.stages["total"].peak_rss_mb
+        target("full load seconds (DuckDB)", round(t, 1), TARGETS["full_seconds"],
+               full.ok and t <= TARGETS["full_seconds"], full)
+        target("full load peak RSS MB (DuckDB)", m, TARGETS["full_peak_rss_mb"],
+               None if m is None else m <= TARGETS["full_peak_rss_mb"], full)
+    if inc:
+        t = inc.stages["total"].seconds
+        target("increment seconds (DuckDB)", round(t, 1), TARGETS["increment_seconds"],
+               inc.ok and t <= TARGETS["increment_seconds"], inc)
+    r2 = result.ratios.get("increment_2x_ratio")
+    if r2 is not None:
+        target("increment on 2x history / increment (DuckDB)", r2, TARGETS["increment_2x_ratio"],
+               r2 <= TARGETS["increment_2x_ratio"], inc2)
+    for phase in PHASES:
+        d, p = result.run(phase, "duckdb"), result.run(phase, "postgres")
+        if not (d and p):
+            continue
+        worst, worst_stage = None, None
+        for k, v in p.stages.items():
+            if ":" in k or k in ("total", "airflow_and_startup") or k not in d.stages or not d.stages[k].seconds:
+                continue
+            ratio = v.seconds / max(d.stages[k].seconds, 0.5)
+            if worst is None or ratio > worst:
+                worst, worst_stage = ratio, k
+        if worst is not None:
+            result.ratios[f"postgres_vs_duckdb_worst_stage_{phase}"] = round(worst, 2)
+            result.targets.append({"target": f"PostgreSQL stage vs DuckDB ({phase}, worst: {worst_stage})",
+                                   "measured": round(worst, 2), "limit": TARGETS["postgres_stage_vs_duckdb"],
+                                   "ok": p.ok and worst <= TARGETS["postgres_stage_vs_duckdb"], "binding": binding,
+                                   "bottleneck": worst_stage if worst > TARGETS["postgres_stage_vs_duckdb"] else None,
+                                   "direction": "<="})
+
+
+def render(result: BenchResult, console: Console) -> None:
+    """The figures as tables: stages per run, slowest dbt models, reference readers, targets."""
+    console = Console(width=max(console.width, 132), file=console.file)
+
+    t = Table(title=f"crm bench, scale {result.scale}: {result.customers:,} customers, {result.orders:,} orders "
+                    f"(×2 for *_2x), as of {result.as_of}")
+    for col in ("phase", "warehouse", "stage", "seconds", "rows", "rows/s", "peak RSS MB"):
+        t.add_column(col, justify="left" if col in ("phase", "warehouse", "stage") else "right")
+    for run in result.runs:
+        first = True
+        for name, s in run.stages.items():
+            t.add_row(run.phase if first else "", run.warehouse if first else "",
+                      name + ("" if run.ok or name != "total" else " (FAILED)"),
+                      f"{s.seconds:,.1f}", "" if s.rows is None else f"{s.rows:,}",
+                      "" if s.rows_per_s is None else f"{s.rows_per_s:,.0f}",
+                      "" if s.peak_rss_mb is None else f"{s.peak_rss_mb:,.0f}")
+            first = False
+        if run.message:
+            t.add_row("", "", "message", run.message[:120], "", "", "")
+        t.add_section()
+    console.print(t)
+    if any(run.slowest_models for run in result.runs):
+        m = Table(title="slowest dbt models per run")
+        for col in ("phase", "warehouse", "dbt stage", "model", "seconds"):
+            m.add_column(col, justify="right" if col == "seconds" else "left")
+        for run in result.runs:
+            for i, (stage, model, sec) in enumerate(run.slowest_models):
+                m.add_row(run.phase if i == 0 else "", run.warehouse if i == 0 else "", stage, model, f"{sec:,.1f}")
+            for stage, tests in run.dbt_tests.items():  # next to the models: the stage's tests, all together
+                m.add_row("", "", stage, f"(its {tests['n']:,} data tests)", f"{tests['seconds']:,.1f}")
+            m.add_section()
+        console.print(m)
+    if result.reference:
+        r = Table(title="reference readers on the same source")
+        for col in ("reader", "seconds", "rows", "rows/s", "peak RSS MB"):
+            r.add_column(col, justify="left" if col == "reader" else "right")
+        for name, fig in result.reference.items():
+            label = REFERENCES[name][0] + (f" [{fig.get('mode')}]" if fig.get("mode") else "")
+            if "error" in fig:
+                r.add_row(label, "failed: " + fig["error"][:60], "", "", "")
+                continue
+            r.add_row(label, f"{fig['seconds']:.1f}", f"{fig['rows']:,}", f"{fig['rows_per_s']:,.0f}",
+                      f"{fig.get('peak_rss_mb', 0):,.0f}")
+        ours = result.ratios.get("extract_rows_per_s")
+        if ours:
+            r.add_row("our extraction, all entities (full load, DuckDB)", "", "", f"{ours:,.0f}", "")
+        console.print(r)
+    if result.targets:
+        g = Table(title="targets" + ("" if result.scale == "L" else " (binding at scale L only)"))
+        for col in ("target", "measured", "limit", "verdict", "bottleneck"):
+            g.add_column(col, justify="left" if col in ("target", "verdict", "bottleneck") else "right")
+        for tg in result.targets:
+            verdict = "n/a" if tg["ok"] is None else ("met" if tg["ok"] else "MISSED")
+            g.add_row(tg["target"], "" if tg["measured"] is None else str(tg["measured"]),
+                      f"{tg['direction']} {tg['limit']}", verdict, tg["bottleneck"] or "")
+        console.print(g)

@@ -1,0 +1,96 @@
+"""``crm bench``: the real nightly DAG at scale, timed stage by stage, phase after phase on
+each warehouse, next to the reference readers of the same source, judged against the
+targets."""
+
+# For each warehouse (DuckDB and/or PostgreSQL) it runs, through ``crm run`` (Airflow's
+# ``dag.test``, dbt, CLV fit, gates, publish, docs: the job a user runs):
+#
+# 1. ``full``: the first load of a scaled PostgreSQL source (``crm demo-data --scale``);
+# 2. ``increment``: the next day, after one day of changes (about 0.3% of the orders);
+# 3. ``full_2x``/``increment_2x``: the same on a source with twice the history (twice the
+#    days and orders, same customers, the same number of changes that day).
+#
+# Extraction throughput is reported as a ratio to the reference ``COPY`` ceiling on the
+# same source in the same run, which carries between machines.
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+from crm_pipeline.bench.databases import (
+    database_name,
+    database_url,
+    ensure_database,
+    recreate_database,
+)
+from crm_pipeline.bench.figures import PHASES, BenchResult
+from crm_pipeline.bench.reference import REFERENCES, run_reference
+from crm_pipeline.bench.report import evaluate
+from crm_pipeline.bench.scale import ensure as ensure_scaled_source
+from crm_pipeline.bench.scale import parse_scale
+from crm_pipeline.bench.timed_run import run_pipeline
+from crm_pipeline.connections import redact
+
+#: the full load's date; the increment is the day after: an ordinary night inside a quarter
+#: (the first night of a quarter also computes that quarter's credit snapshot once)
+DEFAULT_AS_OF = date(2025, 6, 15)
+
+
+def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *, as_of: date = DEFAULT_AS_OF,
+              skip_naive: bool = False, skip_reference: bool = False, phases: tuple[str, ...] = PHASES,
+              on_event=None) -> BenchResult:
+    """Everything ``crm bench`` does; ``on_event(text)`` reports progress."""
+    customers, orders = parse_scale(scale_name)
+    say = on_event or (lambda text: None)
+    result = BenchResult(scale_name.upper(), customers, orders, as_of)
+    home.mkdir(parents=True, exist_ok=True)
+    base = database_name(source)
+    wh_targets: list[tuple[str, str]] = []  # (label, url or "duckdb")
+    for w in warehouses:
+        if w == "duckdb":
+            wh_targets.append(("duckdb", "duckdb"))
+        elif w == "postgres":
+            wh_targets.append(("postgres", database_url(source, f"{base}_warehouse")))
+        elif w.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+            wh_targets.append(("postgres", w))
+        else:
+            raise ValueError(f"--warehouse {w!r}: use duckdb, postgres or a postgresql:// URL")
+
+    for factor, (full, inc) in ((1, ("full", "increment")), (2, ("full_2x", "increment_2x"))):
+        if full not in phases and inc not in phases:
+            continue
+        src = ensure_database(source, f"{base}_h{factor}")
+        say(f"source ×{factor} history: filling {customers:,} customers / {orders * factor:,} orders …")
+        filled = ensure_scaled_source(src, customers=customers, orders=orders, until=as_of, history_factor=factor)
+        result.sources[f"h{factor}"] = {"url": redact(src), "rows": filled.rows,
+                                        "fill_seconds": round(filled.seconds, 1)}
+        if factor == 1 and not skip_reference:
+            for name in REFERENCES:
+                if name == "pandas_read_sql" and skip_naive:
+                    continue
+                say(f"reference reader: {REFERENCES[name][0]} …")
+                result.reference[name] = run_reference(name, src)
+        urls: dict[str, str] = {}
+        for label, target in wh_targets:
+            wh_home = home / f"{label}-h{factor}"
+            shutil.rmtree(wh_home, ignore_errors=True)
+            wh_home.mkdir(parents=True)
+            if target == "duckdb":
+                urls[label] = f"duckdb:///{wh_home / 'warehouse.duckdb'}"
+            else:
+                urls[label] = recreate_database(target, f"{database_name(target)}_h{factor}")
+        if full in phases:
+            for label, _ in wh_targets:
+                say(f"{full} on {label} …")
+                result.runs.append(run_pipeline(full, label, home / f"{label}-h{factor}", as_of, src, urls[label]))
+        if inc in phases:
+            day = as_of + timedelta(days=1)
+            say(f"source ×{factor} history: one day of changes ({day}) …")
+            ensure_scaled_source(src, customers=customers, orders=orders, until=day, history_factor=factor)
+            for label, _ in wh_targets:
+                say(f"{inc} on {label} …")
+                result.runs.append(run_pipeline(inc, label, home / f"{label}-h{factor}", day, src, urls[label]))
+    evaluate(result)
+    return result
