@@ -16,9 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crm_pipeline import settings
-from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, WarehouseConfig, redact
+from crm_pipeline import airflow_local, demo, progress, runs, settings
+from crm_pipeline import bench as benchmark
+from crm_pipeline import status as run_status
+from crm_pipeline.bench import scale as scaled_source
+from crm_pipeline.cli_clv import clv_app
+from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, RunSettings, WarehouseConfig, redact
 from crm_pipeline.errors import first_line, storage_problem
+from crm_pipeline.warehouse import Warehouse
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
 console = Console(stderr=False)
@@ -140,8 +145,6 @@ def demo_data(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Create or advance the deterministic demo source database."""
-    from crm_pipeline import demo
-
     home_dir = _home(home)
     home_dir.mkdir(parents=True, exist_ok=True)
     until_d = _parse_date(until, "--until") or _yesterday()
@@ -164,15 +167,13 @@ def demo_data(
 
 
 def _demo_data_at_scale(scale_name: str, source: Optional[str], until_d: date, history_factor: int) -> None:
-    from crm_pipeline.bench import scale
-
     if not source:
         raise UserError("--scale needs --source postgresql://...", "the scaled source is generated inside PostgreSQL")
     try:
-        customers, orders = scale.parse_scale(scale_name)
+        customers, orders = scaled_source.parse_scale(scale_name)
         with console.status(f"generating {customers:,} customers / {orders * history_factor:,} orders "
                             f"inside the source …"):
-            result = scale.ensure(source, customers=customers, orders=orders, until=until_d,
+            result = scaled_source.ensure(source, customers=customers, orders=orders, until=until_d,
                                   history_factor=history_factor)
     except ValueError as exc:
         raise UserError(str(exc), "see `crm demo-data --help`") from None
@@ -289,15 +290,11 @@ class _StageProgress:
         self.live.update(self._render())
 
     def __enter__(self):
-        from crm_pipeline import progress
-
         progress.set_listener(self._update)
         self.live.__enter__()
         return self
 
     def __exit__(self, *exc):
-        from crm_pipeline import progress
-
         progress.set_listener(None)
         return self.live.__exit__(*exc)
 
@@ -319,13 +316,9 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
 
 def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
               customers: int, seed: int, quiet: bool) -> dict:
-    from crm_pipeline import airflow_local
-
     home.mkdir(parents=True, exist_ok=True)
     source_url = source or settings.airflow_connection(SOURCE_CONN_ID)
     if not source_url:
-        from crm_pipeline import demo
-
         source_url = _demo_url(home)
         state = demo.source_state(source_url)
         if state is not None:
@@ -341,10 +334,6 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
                     raise UserError(str(exc), "use a new --home to start over, or the same --customers/--seed") from None
     warehouse_url = _warehouse_url(home, warehouse)
     airflow_local.configure(home, source_url, warehouse_url)
-
-    from crm_pipeline import runs
-    from crm_pipeline.connections import RunSettings
-    from crm_pipeline.warehouse import Warehouse
 
     log_path = home / "logs" / f"run-{as_of.isoformat()}.log"
     with airflow_local.output_to(log_path) as terminal:
@@ -462,26 +451,24 @@ def bench(
     the targets."""
     import json as _json
 
-    from crm_pipeline import bench as b
-
     if not source:
         raise UserError("crm bench needs a PostgreSQL server for its source",
                         "pass --source postgresql://user@host:5432/crm_bench (or set CRM_BENCH_SOURCE)")
-    as_of_d = _parse_date(as_of, "--as-of") or b.DEFAULT_AS_OF
+    as_of_d = _parse_date(as_of, "--as-of") or benchmark.DEFAULT_AS_OF
     chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
-    unknown = [p for p in chosen if p not in b.PHASES]
+    unknown = [p for p in chosen if p not in benchmark.PHASES]
     if unknown or not chosen:
         raise UserError(f"--phases {phases!r}: unknown {', '.join(unknown) or 'empty'}",
-                        f"choose from {', '.join(b.PHASES)}")
+                        f"choose from {', '.join(benchmark.PHASES)}")
     bench_home = (home or _home(None) / "bench").resolve()
     try:
         with console.status("benchmark …") as status:
-            result = b.run_bench(scale, source, list(warehouse or ["duckdb", "postgres"]), bench_home, as_of=as_of_d,
+            result = benchmark.run_bench(scale, source, list(warehouse or ["duckdb", "postgres"]), bench_home, as_of=as_of_d,
                                  skip_naive=skip_naive, skip_reference=skip_reference, phases=chosen,
                                  on_event=lambda text: (status.update(text), console.log(text)))
     except ValueError as exc:
         raise UserError(str(exc), "see `crm bench --help`") from None
-    b.render(result, console)
+    benchmark.render(result, console)
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(_json.dumps(result.as_dict(), indent=2, default=str) + "\n")
@@ -499,16 +486,13 @@ def status(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Show the last runs, their verdicts, and the freshness of each published table."""
-    from crm_pipeline import status as st
-    from crm_pipeline.warehouse import Warehouse, WarehouseConfig
-
     home_dir = _home(home)
     url = _warehouse_url(home_dir, warehouse)
     cfg = WarehouseConfig.from_url(url)
     if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
         raise UserError(f"no warehouse at {cfg.duckdb_path}", "run `crm run` first, or pass --home / --warehouse")
     with Warehouse(cfg, read_only=cfg.kind == "duckdb") as wh:
-        report = st.status_report(wh, limit=limit)
+        report = run_status.status_report(wh, limit=limit)
     t = Table(title="recent runs")
     for col in ("run", "as_of", "status", "gate", "started", "seconds", "message"):
         t.add_column(col)
@@ -526,7 +510,6 @@ def status(
     console.print(t)
 
 
-from crm_pipeline.cli_clv import clv_app  # noqa: E402
 app.add_typer(clv_app, name="clv")
 
 
