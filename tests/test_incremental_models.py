@@ -15,7 +15,7 @@ values by hand:
   to D1's (the 9999 and the 12.34 gone), the same fingerprint as D1.
 * D4 in the next quarter: only the new quarter's rows, under a new fingerprint.
 
-**Latest orders.** stg_crm__orders_latest (and int_orders, derived from it) recomputes only the orders with a version the
+**Latest orders.** int_orders_latest (and int_orders, derived from it) recomputes only the orders with a version the
 run may read that the previous build could not. After every run (full first build, three
 incremental ones, then a backfill of D2 that rebuilds everything) it must hold exactly
 what the as-of rule gives, written here by hand against raw: per order the version with
@@ -98,7 +98,7 @@ def _built(con, relation: str) -> set[date]:
 
 
 def _check_latest_orders(path, as_of: date) -> set[date]:
-    """stg_crm__orders_latest equals the hand-written as-of rule; returns its _built_as_of dates."""
+    """int_orders_latest equals the hand-written as-of rule; returns its _built_as_of dates."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         expected = con.execute(
@@ -106,8 +106,8 @@ def _check_latest_orders(path, as_of: date) -> set[date]:
             f"order by updated_at desc, _loaded_at desc, _batch_id desc) as rk from raw.orders "
             f"where _visible_from <= ? and updated_at < cast(? as date) + interval 1 day) "
             f"where rk = 1 and not coalesce(is_deleted, false) order by order_id", (as_of, as_of)).fetchall()
-        got = con.execute(f"select {ORDER_COLUMNS} from staging.stg_crm__orders_latest order by order_id").fetchall()
-        built = _built(con, "staging.stg_crm__orders_latest")
+        got = con.execute(f"select {ORDER_COLUMNS} from intermediate.int_orders_latest order by order_id").fetchall()
+        built = _built(con, "intermediate.int_orders_latest")
     finally:
         con.close()
     assert len(expected) > 1000
@@ -115,17 +115,23 @@ def _check_latest_orders(path, as_of: date) -> set[date]:
     return built
 
 
-def _check_int_orders(path) -> set[date]:
-    """int_orders equals its rule applied afresh to stg_crm__orders (written here by hand:
-    purchases are placed, shipped and returned orders; net revenue and margin count placed
-    and shipped ones); returns its _built_as_of dates."""
+def _check_int_orders(path, as_of: date) -> set[date]:
+    """int_orders equals its rule applied afresh to int_orders_latest (written here by hand:
+    the orders dated by as_of, amounts converted with seed fx_rates; purchases are placed,
+    shipped and returned orders; net revenue and margin count placed and shipped ones);
+    returns its _built_as_of dates."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         expected = con.execute(
             "select order_id, customer_id, order_date, status, status in ('placed', 'shipped', 'returned'), "
             "case when status in ('placed', 'shipped') then gross_amount else 0 end, "
             "case when status in ('placed', 'shipped') then gross_amount - cost_amount else 0 end, "
-            "paid_amount, paid_at from staging.stg_crm__orders order by order_id").fetchall()
+            "paid_amount, paid_at from (select o.order_id, o.customer_id, o.order_date, o.status, o.paid_at, "
+            "cast(o.gross_amount * fx.rate_to_reporting as decimal(18, 2)) as gross_amount, "
+            "cast(o.cost_amount * fx.rate_to_reporting as decimal(18, 2)) as cost_amount, "
+            "cast(coalesce(o.paid_amount, 0) * fx.rate_to_reporting as decimal(18, 2)) as paid_amount "
+            "from intermediate.int_orders_latest o join config.fx_rates fx on o.currency = fx.currency "
+            "where o.order_date <= ?) order by order_id", (as_of,)).fetchall()
         got = con.execute(
             "select order_id, customer_id, order_date, status, is_purchase, net_revenue, gross_margin, "
             "paid_amount, paid_at from intermediate.int_orders order by order_id").fetchall()
@@ -248,7 +254,7 @@ def _changed_customers(path) -> set[int]:
     """The customers the last run recomputed in the kept per-customer models."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return {r[0] for r in con.execute("select customer_id from staging.stg_crm__orders_changes").fetchall()}
+        return {r[0] for r in con.execute("select customer_id from intermediate.int_orders_changes").fetchall()}
     finally:
         con.close()
 
@@ -278,7 +284,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
 
     _run(home, D1)
     assert _check_latest_orders(wh, D1) == {D1}
-    assert _check_int_orders(wh) == {D1}
+    assert _check_int_orders(wh, D1) == {D1}
     assert _check_order_totals(wh) == {D1}
     assert _check_spells(wh) == {D1}
     assert _check_window_totals(wh, D1) == {D1}
@@ -323,7 +329,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     raw_counts = dbt_sql.count("select 'complaints' as t, count(*) as n")
     assert 1 <= raw_counts <= 2, raw_counts
     assert _check_latest_orders(wh, D2) == {D1, D2}  # only the changed orders were rewritten
-    assert _check_int_orders(wh) == {D1, D2}
+    assert _check_int_orders(wh, D2) == {D1, D2}
     assert _check_order_totals(wh) == {D1, D2}
     assert _check_spells(wh) == {D1, D2}
     assert _check_window_totals(wh, D2) == {D1, D2}
@@ -359,7 +365,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     # the changes are found from the oldest kept build (the totals' D1): D2's orders are
     # recomputed again with D3's, the rest of D1's rows are kept
     assert _check_latest_orders(wh, D3) == {D1, D3}
-    assert _check_int_orders(wh) == {D3}
+    assert _check_int_orders(wh, D3) == {D3}
     assert _check_order_totals(wh) >= {D1, D3}
     # some of D2's customers had no change of their own on D3: only the catch-up mended them
     assert d2_changed - _customers_changed_on(wh, D3), "D3 changed the same customers as D2: the check proves nothing"
@@ -367,14 +373,14 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     assert _check_window_totals(wh, D3) >= {D1, D3}
     # a table left by code that had fewer columns: computed again with the new ones
     _execute(wh, "alter table intermediate.int_orders drop column _code_version")
-    _execute(wh, "alter table staging.stg_crm__orders_latest drop column _raw_loaded_through")
+    _execute(wh, "alter table intermediate.int_orders_latest drop column _raw_loaded_through")
 
     _run(home, D4)
     next_quarter = _indicators(wh)
     assert {r[1] for r in next_quarter} == {date(2026, 7, 1)}
     assert len({r[4] for r in next_quarter}) == 1 and next_quarter[0][4] not in fingerprints
     assert _check_latest_orders(wh, D4) == {D4}
-    assert _check_int_orders(wh) == {D4}
+    assert _check_int_orders(wh, D4) == {D4}
     assert D4 in _check_order_totals(wh)
     assert D4 in _check_spells(wh)
     assert D4 in _check_window_totals(wh, D4)
@@ -382,7 +388,7 @@ def test_credit_snapshot_and_latest_orders_keep_their_rows_between_runs(tmp_path
     # a backfill of an earlier date computes every order for that date
     _run(home, D2)
     assert _check_latest_orders(wh, D2) == {D2}
-    assert _check_int_orders(wh) == {D2}
+    assert _check_int_orders(wh, D2) == {D2}
     assert _check_order_totals(wh) == {D2}
     assert _check_spells(wh) == {D2}
     assert _check_window_totals(wh, D2) == {D2}

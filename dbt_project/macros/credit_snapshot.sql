@@ -19,7 +19,7 @@
 {% macro credit_input_fingerprint() -%}
     {#- '' at parse time, and in unit tests (their graph is empty; they never reuse rows) -#}
     {%- if not execute or 'nodes' not in graph or crm_describing_only() -%}{{ return('') }}{%- endif -%}
-    {%- set dates = _credit_quarter_dates() -%}
+    {%- set dates = credit_quarter_dates() -%}
     {%- set parts = ['quarter=' ~ dates['grade_quarter'] ~ ' through=' ~ dates['data_through'],
                      'window=' ~ var('credit_window_days') ~ ' regularity=' ~ var('credit_regularity_window_days')
                      ~ ' dispute=' ~ var('credit_dispute_category')] -%}

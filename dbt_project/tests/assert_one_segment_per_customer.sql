@@ -1,4 +1,4 @@
--- 004 first rule: every customer is in exactly one segment. Returns the customers of
+-- Every customer is in exactly one segment. Returns the customers of
 -- stg_crm__customers with zero or several rows (or a null segment) in customer_segments,
 -- and rows of customer_segments for unknown customers.
 with customers as (

@@ -7,10 +7,18 @@
     ranking every purchase day of every customer each night. -#}
 {{ config(materialized='view') }}
 
-select
-    customer_id,
-    first_order_date,
-    last_order_date,
-    order_days as purchase_days,
-    median_interval_days
-from {{ ref('int_customer_order_totals') }}
+with order_totals as (
+    select * from {{ ref('int_customer_order_totals') }}
+),
+
+final as (
+    select
+        customer_id,
+        first_order_date,
+        last_order_date,
+        order_days as purchase_days,
+        median_interval_days
+    from order_totals
+)
+
+select * from final

@@ -1,20 +1,26 @@
 -- Credit-grade input: contacts on file at the end of data_through (see
--- int_credit_customers_at_cutoff for why raw is read here). Personal fields are reduced
--- to presence flags here, so nothing downstream can carry them.
+-- int_credit_customers_at_cutoff for why the history is read here). Personal fields are
+-- reduced to presence flags here, so nothing downstream can carry them.
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of(source('raw', 'contacts'), 'contact_id', credit_data_through(), credit_data_end()) }}
+    {{ latest_as_of(ref('stg_crm__contact_versions'), 'contact_id', credit_data_through(), credit_data_end()) }}
+),
+
+renamed as (
+    select
+        {{ crm_contact_columns() }}
+    from latest
 ),
 
 final as (
     select
         contact_id,
         customer_id,
-        lower(role) as role,
+        role,
         coalesce(trim(email), '') <> '' as has_email,
         coalesce(trim(phone), '') <> '' as has_phone
-    from latest
+    from renamed
 )
 
 select * from final

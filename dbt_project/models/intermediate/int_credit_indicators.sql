@@ -7,14 +7,13 @@
 {#- Incremental per quarter: reused while its inputs are unchanged (macros/credit_snapshot.sql). -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
           pre_hook="{{ credit_snapshot_reset() }}") }}
-{%- set dates = _credit_quarter_dates() %}
+{%- set dates = credit_quarter_dates() %}
 {%- set through = modules.datetime.date.fromisoformat(dates['data_through']) %}
 {%- set window_start = (through - modules.datetime.timedelta(days=(var('credit_window_days') | int) - 1)).isoformat() %}
 {%- set regularity_start = (through - modules.datetime.timedelta(days=(var('credit_regularity_window_days') | int) - 1)).isoformat() %}
 {#- the quarter just ended (Q-1) and the one before it (Q-2), for revenue growth -#}
-{%- set q1_start = modules.datetime.date(through.year, ((through.month - 1) // 3) * 3 + 1, 1) %}
-{%- set q2_end = q1_start - modules.datetime.timedelta(days=1) %}
-{%- set q2_start = modules.datetime.date(q2_end.year, ((q2_end.month - 1) // 3) * 3 + 1, 1) %}
+{%- set q1_start = quarter_start_date(through) %}
+{%- set q2_start = quarter_start_date(q1_start - modules.datetime.timedelta(days=1)) %}
 
 with customers as (
     select * from {{ ref('int_credit_customers_at_cutoff') }}

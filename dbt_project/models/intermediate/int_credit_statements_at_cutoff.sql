@@ -1,27 +1,26 @@
 -- Credit-grade input: the latest financial statement per customer with period_end on or
 -- before data_through that had been filed (reached the warehouse) by then; a revision
--- filed later is not seen (see int_credit_customers_at_cutoff for why raw is read here).
+-- filed later is not seen (see int_credit_customers_at_cutoff for why the history is
+-- read here).
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of(source('raw', 'financial_statements'), 'statement_id', credit_data_through(), credit_data_end()) }}
+    {{ latest_as_of(ref('stg_crm__financial_statement_versions'), 'statement_id', credit_data_through(), credit_data_end()) }}
+),
+
+renamed as (
+    select
+        {{ crm_financial_statement_columns() }}
+    from latest
 ),
 
 ranked as (
     select
-        statement_id,
-        customer_id,
-        period_end,
-        cast(revenue as decimal(18, 2)) as revenue,
-        cast(net_profit as decimal(18, 2)) as net_profit,
-        cast(total_assets as decimal(18, 2)) as total_assets,
-        cast(total_liabilities as decimal(18, 2)) as total_liabilities,
-        cast(current_assets as decimal(18, 2)) as current_assets,
-        cast(current_liabilities as decimal(18, 2)) as current_liabilities,
+        *,
         row_number() over (
             partition by customer_id order by period_end desc, updated_at desc, statement_id desc
         ) as statement_rank
-    from latest
+    from renamed
     where period_end <= {{ credit_data_through() }}
 ),
 

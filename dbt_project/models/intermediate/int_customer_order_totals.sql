@@ -3,23 +3,15 @@
 -- purchase days (null for a one-time buyer), spend on repeat days, orders, net revenue
 -- and margin to date, product breadth. One row per customer with a purchase (an order that was not
 -- cancelled; a return is a purchase day with zero net revenue).
-{#- Kept between runs (macros/latest_incremental.sql): a run recomputes only the customers
-    of the orders int_orders recomputes; a backfill, a change to this model or anything
-    upstream of it, or --full-refresh recomputes every customer. -#}
-{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
-          tags=['kept_orders'],
-          pre_hook="{{ kept_rows_reset('customers') }}",
-          post_hook="{{ analyze_relation(this) }}") }}
--- depends_on: {{ ref('stg_crm__orders_changes') }}
-{%- set code_version = upstream_code_version() %}
-{%- set state = kept_rows_state(code_version) %}
+{#- Kept between runs (macros/kept/): a run recomputes only the customers of the orders
+    int_orders recomputes; a backfill, a change to this model or anything upstream of
+    it, or --full-refresh recomputes every customer. -#}
+{{ config(**kept_rows_config('customers')) }}
 
 with purchases as (
     select * from {{ ref('int_orders') }}
     where is_purchase
-    {%- if state.mode == 'delta' %}
-      and {{ kept_rows_changed('customers') }}
-    {%- endif %}
+      and {{ kept_rows_changed() }}
 ),
 
 purchase_days as (
@@ -106,4 +98,4 @@ final as (
     left join categories on days.customer_id = categories.customer_id
 )
 
-{{ kept_rows_select('final', code_version) }}
+{{ kept_rows_select('final') }}

@@ -1,21 +1,14 @@
 -- Owns each customer's purchase totals in the trailing windows that move with the run
 -- date (macros/customer_windows.sql): net revenue, gross margin and purchase orders per
 -- window. One row per customer with a purchase in at least one window.
-{#- Kept between runs (macros/latest_incremental.sql): a run recomputes the customers of
-    the changed orders and the customers with a purchase on a day that left or entered a
-    window since the last build (one day's buyers per window edge on a nightly run);
-    every other customer's windows hold the same orders as before. A backfill, a change to
-    this model, to anything upstream or to a window's length, or --full-refresh
-    recomputes all. -#}
+{#- Kept between runs (macros/kept/): a run recomputes the customers of the changed
+    orders and the customers with a purchase on a day that left or entered a window since
+    the last build (one day's buyers per window edge on a nightly run); every other
+    customer's windows hold the same orders as before. A backfill, a change to this
+    model, to anything upstream or to a window's length, or --full-refresh recomputes
+    all. -#}
+{{ config(**kept_rows_config('window_customers', 'windows=' ~ customer_windows())) }}
 {%- set windows = customer_windows() %}
-{%- set settings = 'windows=' ~ windows %}
-{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
-          tags=['kept_orders'],
-          pre_hook="{{ kept_rows_reset('window_customers', 'windows=' ~ customer_windows()) }}",
-          post_hook="{{ analyze_relation(this) }}") }}
--- depends_on: {{ ref('stg_crm__orders_changes') }}
-{%- set code_version = upstream_code_version(settings) %}
-{%- set state = kept_rows_state(code_version) %}
 {%- set as_of = modules.datetime.date.fromisoformat(crm_as_of()) %}
 {%- set starts = [] %}
 {%- for window in windows %}{% do starts.append(customer_window_bounds(as_of, window)[0]) %}{% endfor %}
@@ -25,9 +18,7 @@ with purchases as (
     from {{ ref('int_orders') }}
     where is_purchase
       and order_date >= cast('{{ starts | min }}' as date)
-    {%- if state.mode == 'delta' %}
-      and {{ kept_rows_changed('window_customers', state) }}
-    {%- endif %}
+      and {{ kept_rows_changed() }}
 ),
 
 final as (
@@ -44,4 +35,4 @@ final as (
     group by customer_id
 )
 
-{{ kept_rows_select('final', code_version) }}
+{{ kept_rows_select('final') }}

@@ -1,22 +1,34 @@
--- One row per order known as of the run date, with the amounts the marts share:
--- net revenue (returns and cancellations count zero), gross margin, and payment timing.
-{#- Kept between runs (macros/latest_incremental.sql): a run recomputes only the orders
-    with a changed version or an order date the last build's as_of had not reached; a
-    backfill, a code change upstream or --full-refresh recomputes every order. -#}
-{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
-          tags=['kept_orders'],
-          pre_hook="{{ kept_rows_reset('orders') }}",
-          post_hook=["{{ crm_indexes(this, [['order_id'], ['customer_id', 'order_date'], ['order_date']]) }}",
-                     "{{ analyze_relation(this) }}"]) }}
--- depends_on: {{ ref('stg_crm__orders_changes') }}
-{%- set code_version = upstream_code_version() %}
-{%- set state = kept_rows_state(code_version) %}
+-- One row per order known as of the run date, with the amounts the marts share, in the
+-- reporting currency: net revenue (returns and cancellations count zero), gross margin,
+-- and payment timing.
+{#- Kept between runs (macros/kept/): a run recomputes only the orders with a changed
+    version or an order date the last build's as_of had not reached; a backfill, a code
+    change upstream or --full-refresh recomputes every order. -#}
+{{ config(**kept_rows_config('orders', indexes=[['order_id'], ['customer_id', 'order_date'], ['order_date']])) }}
 
-with orders as (
-    select * from {{ ref('stg_crm__orders') }}
-    {%- if state.mode == 'delta' %}
-    where {{ kept_rows_changed('orders') }}
-    {%- endif %}
+with latest_orders as (
+    select * from {{ ref('int_orders_latest') }}
+    where {{ kept_rows_changed() }}
+),
+
+fx_rates as (
+    select * from {{ ref('fx_rates') }}
+),
+
+orders as (
+    select
+        latest_orders.order_id,
+        latest_orders.customer_id,
+        latest_orders.order_date,
+        latest_orders.status,
+        latest_orders.currency,
+        {{ order_amounts_in_reporting_currency('latest_orders', 'fx_rates') }},
+        latest_orders.product_category,
+        latest_orders.invoice_due_date,
+        latest_orders.paid_at
+    from latest_orders
+    inner join fx_rates on latest_orders.currency = fx_rates.currency
+    where latest_orders.order_date <= {{ as_of_date() }}
 ),
 
 final as (
@@ -42,4 +54,4 @@ final as (
     from orders
 )
 
-{{ kept_rows_select('final', code_version) }}
+{{ kept_rows_select('final') }}

@@ -6,25 +6,17 @@
 -- independent of the run date: its revenue in the month and in the quarter it starts,
 -- and in the A days before the start of the month and of the quarter holding its
 -- churn day (the day after it ends).
-{#- Kept between runs (macros/latest_incremental.sql): a run recomputes only the spells of
-    the customers of the orders int_orders recomputes; a backfill, a change to this model,
-    to anything upstream or to A, or --full-refresh recomputes all. -#}
-{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
-          tags=['kept_orders'],
-          pre_hook="{{ kept_rows_reset('customers', 'retention_active_days=' ~ var('retention_active_days')) }}",
-          post_hook="{{ analyze_relation(this) }}") }}
--- depends_on: {{ ref('stg_crm__orders_changes') }}
+{#- Kept between runs (macros/kept/): a run recomputes only the spells of the customers
+    of the orders int_orders recomputes; a backfill, a change to this model, to anything
+    upstream or to A, or --full-refresh recomputes all. -#}
+{{ config(**kept_rows_config('customers', 'retention_active_days=' ~ var('retention_active_days'))) }}
 {%- set active_days = var('retention_active_days') | int %}
-{%- set code_version = upstream_code_version('retention_active_days=' ~ var('retention_active_days')) %}
-{%- set state = kept_rows_state(code_version) %}
 
 with purchase_days as (
     select customer_id, order_date, sum(net_revenue) as net_revenue
     from {{ ref('int_orders') }}
     where is_purchase
-    {%- if state.mode == 'delta' %}
-      and {{ kept_rows_changed('customers') }}
-    {%- endif %}
+      and {{ kept_rows_changed() }}
     group by customer_id, order_date
 ),
 
@@ -118,4 +110,4 @@ final as (
         and spells.spell_no = spell_revenue.spell_no
 )
 
-{{ kept_rows_select('final', code_version) }}
+{{ kept_rows_select('final') }}

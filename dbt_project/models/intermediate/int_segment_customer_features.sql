@@ -32,7 +32,7 @@ tiers as (
 credit_grades as (
     select customer_id, credit_grade
     from {{ ref('customer_credit_grades') }}
-    where grade_quarter = {{ as_of_quarter_start() }}
+    where grade_quarter = {{ credit_grade_quarter() }}
 ),
 
 churn as (

@@ -1,13 +1,13 @@
--- Owns the record of the CLV model fitted for the run date (spec section 6: the fitted
--- parameters, log-likelihood, number of customers and fit time are stored per as_of so
--- that a drift of the model is visible). One row for this as_of from the source
--- clv.clv_fit, whatever the status: a fit that did not converge, hit a bound or had too
--- few repeat buyers is recorded here with null or unusable parameters and its message.
--- Published as a history table keyed by as_of. Zero rows only when the CLV step never
--- ran for this date.
+-- Owns the record of the CLV model fitted for the run date: the fitted parameters,
+-- log-likelihood, number of customers and fit time, stored per as_of so that a drift of
+-- the model is visible. One row for this as_of from the CLV step's fits
+-- (stg_clv__fits), whatever the status: a fit that did not converge, hit a bound or had
+-- too few repeat buyers is recorded here with null or unusable parameters and its
+-- message. Published as a history table keyed by as_of. Zero rows only when the CLV step
+-- never ran for this date.
 with fit as (
     select *
-    from {{ source('clv', 'clv_fit') }}
+    from {{ ref('stg_clv__fits') }}
     where as_of = {{ as_of_date() }}
 ),
 

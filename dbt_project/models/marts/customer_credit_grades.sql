@@ -4,8 +4,16 @@
 -- grade_quarter. Each indicator's value and points are carried so a credit officer can see
 -- why a customer has its grade. The grading itself is int_credit_grades (kept for the
 -- quarter); this mart publishes its columns.
-select
-    {%- for column in credit_grade_columns() %}
-    {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
-from {{ ref('int_credit_grades') }}
+with grades as (
+    select * from {{ ref('int_credit_grades') }}
+),
+
+final as (
+    select
+        {%- for column in credit_grade_columns() %}
+        {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from grades
+)
+
+select * from final

@@ -1,4 +1,4 @@
--- Owns the lifetime value of every buying customer as of the run date (spec section 6):
+-- Owns the lifetime value of every buying customer as of the run date:
 -- historical value from int_customer_order_summary and the predicted value that the CLV
 -- step (crm_pipeline.clv_step) wrote for THIS as_of into the source clv.clv_predictions.
 --
@@ -19,14 +19,14 @@
 -- publish identical rows.
 with fit as (
     select *
-    from {{ source('clv', 'clv_fit') }}
+    from {{ ref('stg_clv__fits') }}
     where as_of = {{ as_of_date() }}
       and status = 'ok'
 ),
 
 predictions as (
     select *
-    from {{ source('clv', 'clv_predictions') }}
+    from {{ ref('stg_clv__predictions') }}
     where as_of = {{ as_of_date() }}
 ),
 

@@ -1,5 +1,5 @@
--- Customer and revenue retention per calendar month and quarter (004 balanced
--- scorecard; 002 the cost of losing a customer), from the month / quarter of the first
+-- Customer and revenue retention per calendar month and quarter (what keeping customers
+-- is worth, and what losing them costs), from the month / quarter of the first
 -- purchase up to the one holding the run date. Definitions (A = var
 -- retention_active_days, default 365):
 --   active on day d      = at least one purchase (non-cancelled order) in the A days up to d

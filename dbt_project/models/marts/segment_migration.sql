@@ -1,5 +1,5 @@
--- Owns the segment migration matrix between the previous published as_of and this run
--- (004 step 8): one row per (from_segment, to_segment) pair that has customers.
+-- Owns the segment migration matrix between the previous published as_of and this run:
+-- one row per (from_segment, to_segment) pair that has customers.
 --
 -- The previous segments come from published.customer_segment_history, written by the
 -- publish step (not dbt), at the latest as_of before this run's as_of (so a backfill

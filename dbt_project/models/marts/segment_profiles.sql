@@ -1,4 +1,4 @@
--- Owns the profile of each segment as of the run date (004 step 6): one row per segment
+-- Owns the profile of each segment as of the run date: one row per segment
 -- named in the seed segment_rules, including segments with no customers this run (so
 -- an empty segment is visible and flagged as undersized).
 with segments as (

@@ -1,21 +1,18 @@
+-- One row per complaint ticket opened by the run date: its latest version known then,
+-- unless deleted, renamed and typed (a resolution recorded after the run date is not
+-- known yet).
 with latest as (
-    {{ latest_as_of(source('raw', 'complaints'), 'complaint_id') }}
+    {{ latest_as_of(ref('stg_crm__complaint_versions'), 'complaint_id') }}
+),
+
+renamed as (
+    select
+        {{ crm_complaint_columns(as_of_end()) }}
+    from latest
 ),
 
 final as (
-    select
-        complaint_id,
-        customer_id,
-        order_id,
-        opened_at,
-        category,
-        severity,
-        channel,
-        status,
-        case when resolved_at < {{ as_of_end() }} then resolved_at end as resolved_at,
-        cast(coalesce(compensation_amount, 0) as decimal(18, 2)) as compensation_amount,
-        updated_at
-    from latest
+    select * from renamed
     where opened_at < {{ as_of_end() }}
 )
 

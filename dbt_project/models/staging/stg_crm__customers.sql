@@ -1,23 +1,18 @@
+-- One row per customer created by the run date: its latest version known then, unless
+-- deleted, renamed and typed.
 with latest as (
-    {{ latest_as_of(source('raw', 'customers'), 'customer_id') }}
+    {{ latest_as_of(ref('stg_crm__customer_versions'), 'customer_id') }}
+),
+
+renamed as (
+    select
+        {{ crm_customer_columns() }}
+    from latest
 ),
 
 final as (
-    select
-        customer_id,
-        name as customer_name,
-        customer_type,
-        industry,
-        region,
-        acquisition_channel,
-        account_manager,
-        cast(credit_limit as decimal(18, 2)) as credit_limit,
-        status,
-        created_at,
-        cast(created_at as date) as created_date,
-        updated_at
-    from latest
-    where cast(created_at as date) <= {{ as_of_date() }}
+    select * from renamed
+    where created_date <= {{ as_of_date() }}
 )
 
 select * from final

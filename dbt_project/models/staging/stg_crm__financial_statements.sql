@@ -1,20 +1,17 @@
+-- One row per filed financial statement: its latest version known on the run date,
+-- unless deleted, renamed and typed.
 with latest as (
-    {{ latest_as_of(source('raw', 'financial_statements'), 'statement_id') }}
+    {{ latest_as_of(ref('stg_crm__financial_statement_versions'), 'statement_id') }}
+),
+
+renamed as (
+    select
+        {{ crm_financial_statement_columns() }}
+    from latest
 ),
 
 final as (
-    select
-        statement_id,
-        customer_id,
-        period_end,
-        cast(revenue as decimal(18, 2)) as revenue,
-        cast(net_profit as decimal(18, 2)) as net_profit,
-        cast(total_assets as decimal(18, 2)) as total_assets,
-        cast(total_liabilities as decimal(18, 2)) as total_liabilities,
-        cast(current_assets as decimal(18, 2)) as current_assets,
-        cast(current_liabilities as decimal(18, 2)) as current_liabilities,
-        updated_at
-    from latest
+    select * from renamed
 )
 
 select * from final

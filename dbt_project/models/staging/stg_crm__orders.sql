@@ -1,24 +1,13 @@
-{#- Written as one SELECT, not as CTEs: PostgreSQL never flattens a view that has a WITH
-    clause into the query that reads it, so a filter holding a subquery (int_orders'
-    "changed orders" on a nightly run) was applied only after all 20M orders had been
-    joined with the exchange rates (26 s at scale L). Flattened, the filter is applied
-    while the orders are read. (A subquery in FROM without a WITH clause is flattened; the
-    refs sit in subqueries so that `dbt build --empty` can wrap them.) -#}
--- The latest version of each order known on the run date, amounts in the reporting
--- currency.
-select
-    latest.order_id,
-    latest.customer_id,
-    latest.order_date,
-    latest.status,
-    latest.currency,
-    {{ order_amounts_in_reporting_currency('latest', 'fx') }},
-    latest.product_category,
-    latest.invoice_due_date,
-    latest.paid_at,
-    latest.updated_at,
-    latest._built_as_of
-from (select * from {{ ref('stg_crm__orders_latest') }}) as latest
-inner join (select * from {{ ref('fx_rates') }}) as fx
-    on latest.currency = fx.currency
-where latest.order_date <= {{ as_of_date() }}
+-- Every version of every order in raw.orders: one row per extracted version, in the
+-- order currency, with its bookkeeping columns. The models that need one version per
+-- order pick it: int_orders_latest the run date's (kept between runs),
+-- int_credit_orders_at_cutoff the one known at the end of the previous quarter;
+-- int_orders_changes finds the orders a nightly run recomputes.
+{#- One SELECT without a WITH clause: PostgreSQL flattens such a view into the query that
+    reads it, so its readers' filters (a changed order id, a visibility date, the newest
+    load time) are applied while raw.orders is read, through the indexes the pre-hook
+    creates (order_id; _loaded_at). A view with a WITH clause is planned on its own: every
+    version is read before the filter. -#}
+{{ config(pre_hook="{{ crm_indexes(crm_source_relation('raw', 'orders'), [['order_id'], ['_loaded_at']]) }}") }}
+
+select * from {{ source('raw', 'orders') }}

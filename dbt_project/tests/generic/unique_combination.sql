@@ -4,8 +4,8 @@
 
     On PostgreSQL, a model that keeps a unique index on exactly these columns (macro
     crm_unique_index) cannot hold two such rows: the index refused them when they were
-    written. The test then reads the catalog instead of grouping every row again (37 s
-    a night for the 20M kept rows of int_credit_indicator_points at 1M customers). -#}
+    written. The test then reads the catalog instead of grouping every kept row again
+    every night. -#}
 {% test unique_combination_of_columns(model, combination_of_columns) %}
 {%- set enforced = crm_has_unique_index(model, combination_of_columns) %}
 {%- if enforced %}

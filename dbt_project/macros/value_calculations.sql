@@ -1,5 +1,6 @@
-{#- Owned by the value/segment marts: small SQL helpers whose text must be identical on
-    DuckDB and PostgreSQL (or dispatches where the engines differ). -#}
+{#- The value and segment models' calculations: scores, list membership and money ratios,
+    written so that DuckDB and PostgreSQL return identical values (dispatched where the
+    engines differ). -#}
 
 {#- Score 1..n_bins (n_bins = best) of a value among a population, from rank() so that
     equal values share a rank and therefore a score:
@@ -10,13 +11,6 @@
     engines agree (DuckDB's `/` on integers returns a double, PostgreSQL's truncates). -#}
 {% macro value_rank_score(order_by, population, n_bins=5) -%}
     cast(1 + floor({{ n_bins }} * cast(rank() over (order by {{ order_by }}) - 1 as numeric(18, 0)) / {{ population }}) as integer)
-{%- endmacro %}
-
-{#- First day of the quarter containing the run date, computed in Jinja (portable). -#}
-{% macro as_of_quarter_start() -%}
-    {%- set d = modules.datetime.date.fromisoformat(crm_as_of()) -%}
-    {%- set q = modules.datetime.date(d.year, ((d.month - 1) // 3) * 3 + 1, 1) -%}
-    cast('{{ q.isoformat() }}' as date)
 {%- endmacro %}
 
 {#- '|'-separated list membership, e.g. value_in_list("'VIP|Major'", "value_tier").

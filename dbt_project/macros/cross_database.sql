@@ -1,7 +1,5 @@
-{#- Cross-database SQL for the risk marts (credit, churn, retention, complaints, contacts).
-    Everything that differs between DuckDB and PostgreSQL goes through adapter.dispatch
-    here; the models stay plain SQL. Also owns the quarter arithmetic of the credit grades
-    (computed in Jinja from crm_as_of(), so it is identical on both engines). -#}
+{#- Cross-database SQL: everything that differs between DuckDB and PostgreSQL goes through
+    adapter.dispatch here (or in value_calculations.sql); the models stay plain SQL. -#}
 
 {#- Continuous percentile as an aggregate (p in 0..1): DuckDB quantile_cont,
     PostgreSQL percentile_cont ... within group. Nulls are ignored by both. -#}
@@ -90,69 +88,6 @@
 
 {% macro crm_quarter_start(date_expr) -%}
     cast({{ dbt.date_trunc('quarter', date_expr) }} as date)
-{%- endmacro %}
-
-{#- Credit grades are quarterly: for as_of in quarter Q the grade holds for Q
-    (grade_quarter = first day of Q) and is computed from data through the last day of
-    the previous quarter (data_through), as a run on that day would have seen it. Both
-    dates depend only on the quarter of as_of, so every run inside Q gives the same rows. -#}
-{% macro _credit_quarter_dates() -%}
-    {%- set d = modules.datetime.date.fromisoformat(crm_as_of()) -%}
-    {%- set q_start = modules.datetime.date(d.year, ((d.month - 1) // 3) * 3 + 1, 1) -%}
-    {%- set through = q_start - modules.datetime.timedelta(days=1) -%}
-    {{ return({'grade_quarter': q_start.isoformat(), 'data_through': through.isoformat(),
-               'cutoff_end': q_start.isoformat()}) }}
-{%- endmacro %}
-
-{% macro credit_grade_quarter() -%}
-    cast('{{ _credit_quarter_dates()["grade_quarter"] }}' as date)
-{%- endmacro %}
-
-{% macro credit_data_through() -%}
-    cast('{{ _credit_quarter_dates()["data_through"] }}' as date)
-{%- endmacro %}
-
-{#- The first instant after data_through (exclusive upper bound for timestamps). -#}
-{% macro credit_data_end() -%}
-    cast('{{ _credit_quarter_dates()["cutoff_end"] }}' as timestamp)
-{%- endmacro %}
-
-{#- The 20 credit-scorecard indicators, in scorecard order. The SQL names the columns
-    ind_<name> / pts_<name>; seed credit_scorecard must list exactly these names (a
-    relationships test and an accepted_values test check both directions). -#}
-{% macro credit_indicator_names() -%}
-    {{ return([
-        'years_as_customer', 'complaint_rate', 'dispute_count', 'contact_completeness', 'key_role_coverage',
-        'on_time_payment_rate', 'avg_days_past_due', 'max_days_overdue', 'overdue_count', 'written_off_amount',
-        'debt_ratio', 'current_ratio', 'credit_utilisation',
-        'order_frequency', 'revenue_growth_qoq', 'purchase_regularity', 'product_breadth',
-        'net_margin', 'return_on_assets', 'gross_margin_brought'
-    ]) }}
-{%- endmacro %}
-
-{#- The five scorecard categories, in order (column cat_<name>_points). -#}
-{% macro credit_category_names() -%}
-    {{ return(['character', 'fulfilment', 'solvency', 'operating', 'profitability']) }}
-{%- endmacro %}
-
-{#- The published columns of customer_credit_grades, in order: what int_credit_grades
-    computes, without its snapshot fingerprint. -#}
-{% macro credit_grade_columns() -%}
-    {%- set columns = ['customer_id', 'grade_quarter', 'data_through', 'total_score', 'credit_grade',
-                       'financial_points', 'non_financial_points'] -%}
-    {%- for cat in credit_category_names() -%}{%- do columns.append('cat_' ~ cat ~ '_points') -%}{%- endfor -%}
-    {%- do columns.extend(['has_financial_statements', 'statement_period_end', 'missing_indicator_count',
-                           'missing_indicators']) -%}
-    {%- for name in credit_indicator_names() -%}
-        {%- do columns.extend(['ind_' ~ name, 'pts_' ~ name]) -%}
-    {%- endfor -%}
-    {{ return(columns) }}
-{%- endmacro %}
-
-{#- Complaint categories with their own column in complaint_summary (cat_<name>); any
-    other source category is counted under 'other'. -#}
-{% macro complaint_category_names() -%}
-    {{ return(['delivery', 'quality', 'billing_dispute', 'service', 'product', 'other']) }}
 {%- endmacro %}
 
 {#- SQL list literal of a Jinja list of strings: ('a', 'b'). -#}

@@ -1,0 +1,24 @@
+-- The CLV step's predictions, one row per buying customer per as_of with an 'ok' fit, as
+-- the step wrote them. Built with the marts, like stg_clv__fits.
+with source as (
+    select * from {{ source('clv', 'clv_predictions') }}
+),
+
+final as (
+    select
+        as_of,
+        customer_id,
+        frequency,
+        recency,
+        t,
+        monetary_value,
+        margin_share,
+        prob_alive,
+        expected_purchases_90d,
+        expected_purchases_365d,
+        expected_avg_order_value,
+        clv_12m
+    from source
+)
+
+select * from final

@@ -1,0 +1,7 @@
+-- Every version of every row of raw.contacts, as extracted, with its bookkeeping
+-- columns. stg_crm__contacts picks the run date's version,
+-- int_credit_contacts_at_cutoff the version known at the end of the previous quarter.
+-- Holds personal data (name, email, phone): a view, never stored.
+{#- One SELECT without a WITH clause, so that PostgreSQL flattens the view into its
+    readers and their filters on the bookkeeping columns are applied while raw is read. #}
+select * from {{ source('raw', 'contacts') }}
