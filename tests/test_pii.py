@@ -128,6 +128,26 @@ def test_published_tables_hold_no_personal_data_duckdb(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_the_only_person_named_in_published_is_the_customers_account_manager(tmp_path_factory):
+    """What the README promises: no name of a customer's people is published; the account
+    manager (staff, who acts on the lists) is the one person named, and only in the column
+    that says so."""
+    home = baseline_home(tmp_path_factory)
+    with open_wh(f"duckdb:///{home / 'warehouse.duckdb'}") as wh:
+        staff = {r[0] for r in wh.query("select distinct account_manager from raw.customers "
+                                        "where account_manager is not null")}
+        contacts = source_personal_values(wh)["name"]
+        published = {r[0] for r in wh.query("select distinct account_manager from published.customer_segments "
+                                            "where account_manager is not null")}
+        columns = {(t, c) for t in wh.tables("published") for c in wh.columns("published", t)
+                   if "manager" in c or "owner" in c}
+    assert len(staff) >= 3 and published and published <= staff
+    assert not (published & contacts)
+    assert {c for _, c in columns if "manager" in c} == {"account_manager"}
+    assert {t for t, c in columns if c == "account_manager"} == {"customer_segments"}
+
+
+@pytest.mark.slow
 def test_no_email_or_phone_outside_raw_quarantine_and_staging(tmp_path_factory):
     home = baseline_home(tmp_path_factory)
     with open_wh(f"duckdb:///{home / 'warehouse.duckdb'}") as wh:
