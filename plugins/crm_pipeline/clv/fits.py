@@ -64,6 +64,18 @@ class GammaGammaFit:
 # --------------------------------------------------------------------------------------
 
 
+def _fit_outcome(info: dict, nll, started: float) -> dict:
+    """What every fit reports besides its parameters: likelihood, convergence, size, time."""
+    return {
+        "log_likelihood": -info["fun"] * nll.n,
+        "converged": info["converged"],
+        "hit_bound": info["hit_bound"],
+        "n_customers": round(nll.n),
+        "iterations": info["iterations"],
+        "seconds": time.perf_counter() - started,
+    }
+
+
 class _BGNBDLikelihood:
     """Negative mean log-likelihood of BG/NBD, its gradient and Hessian in log-parameters.
 
@@ -204,12 +216,7 @@ def fit_bgnbd(frequency, recency, T, weights=None) -> BGNBDFit:
         alpha=alpha,
         a=a,
         b=b,
-        log_likelihood=-info["fun"] * nll.n,
-        converged=info["converged"],
-        hit_bound=info["hit_bound"],
-        n_customers=round(nll.n),
-        iterations=info["iterations"],
-        seconds=time.perf_counter() - started,
+        **_fit_outcome(info, nll, started),
         message=f"{info['message']}; {nll.n_rows} distinct (x, t_x, T) rows",
     )
 
@@ -311,12 +318,7 @@ def fit_gamma_gamma(frequency, monetary_value, weights=None) -> GammaGammaFit:
         p=p,
         q=q,
         gamma=g,
-        log_likelihood=-info["fun"] * nll.n,
-        converged=info["converged"],
-        hit_bound=info["hit_bound"],
-        n_customers=round(nll.n),
-        iterations=info["iterations"],
-        seconds=time.perf_counter() - started,
+        **_fit_outcome(info, nll, started),
         message=info["message"],
     )
 
