@@ -202,7 +202,7 @@ def _staged_customer_count(path: Path, as_of: date, cid: int, tmp_path: Path) ->
     os.environ.update(env)
     try:
         res = dbtRunner().invoke([
-            "run", "--select", "stg_crm__customers", "--project-dir", str(DBT_PROJECT_DIR),
+            "run", "--select", "+stg_crm__customers", "--project-dir", str(DBT_PROJECT_DIR),
             "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "duckdb",
             "--target-path", str(tmp_path / "dbt-target"), "--log-path", str(tmp_path / "dbt-logs"),
             "--vars", f"{{as_of: '{as_of.isoformat()}'}}", "--quiet",

@@ -38,17 +38,17 @@ final as (
         order_date,
         status,
         product_category,
-        status in ('placed', 'shipped', 'returned') as is_purchase,
+        {{ is_purchase('status') }} as is_purchase,
         gross_amount,
         cost_amount,
-        case when status in ('placed', 'shipped') then gross_amount else 0 end as net_revenue,
-        case when status in ('placed', 'shipped') then gross_amount - cost_amount else 0 end as gross_margin,
+        case when {{ is_invoiced('status') }} then gross_amount else 0 end as net_revenue,
+        case when {{ is_invoiced('status') }} then gross_amount - cost_amount else 0 end as gross_margin,
         paid_amount,
         written_off_amount,
         invoice_due_date,
         paid_at,
         case
-            when status in ('placed', 'shipped') and paid_at is not null
+            when {{ is_invoiced('status') }} and paid_at is not null
                 then {{ dbt.datediff('invoice_due_date', 'cast(paid_at as date)', 'day') }}
         end as days_paid_after_due
     from orders
