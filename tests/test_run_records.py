@@ -154,3 +154,21 @@ def test_a_damaged_warehouse_is_named_with_the_fix(tmp_path):
     assert f"a file the pipeline reads is damaged (the warehouse is {home / 'warehouse.duckdb'})" in output
     assert "not a valid DuckDB database file" in output
     assert "move it away" in output
+
+
+@pytest.mark.parametrize("days_ahead", [0, 1, 200])
+def test_a_day_that_has_not_ended_is_refused_with_one_line(tmp_path, days_ahead):
+    """Today (still going on), tomorrow and a date months ahead: refused before anything
+    is created, and the demo source never invents data for them."""
+    from datetime import datetime as clock, timezone
+
+    day = (clock.now(timezone.utc).date() + timedelta(days=days_ahead)).isoformat()
+    home = tmp_path / "home"
+    result = crm("run", "--home", str(home), "--as-of", day, timeout=120)
+    assert result.returncode == 1
+    assert f"--as-of {day} has not ended yet" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (home / "source.sqlite").exists() and not (home / "warehouse.duckdb").exists()
+    made = crm("demo-data", "--home", str(home), "--customers", "50", "--until", day, timeout=120)
+    assert made.returncode == 1 and "has not ended yet" in " ".join(made.stderr.split())
+    assert "Traceback" not in made.stdout + made.stderr

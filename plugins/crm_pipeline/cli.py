@@ -45,6 +45,16 @@ def _yesterday() -> date:
     return datetime.now(timezone.utc).date() - timedelta(days=1)
 
 
+def _ended_day(day: date, name: str) -> date:
+    """A run covers a whole day: a day that has not ended (UTC) is refused."""
+    now = datetime.now(timezone.utc)
+    if day >= now.date():
+        raise UserError(f"{name} {day} has not ended yet (it is {now:%Y-%m-%d %H:%M} UTC): a run covers everything "
+                        "known by the end of its day",
+                        f"run for {_yesterday()} or earlier, or wait until {day} has ended")
+    return day
+
+
 def _parse_date(value: Optional[str], name: str) -> Optional[date]:
     if value is None:
         return None
@@ -378,7 +388,7 @@ def run(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Run the nightly job once, in-process, for one logical date."""
-    day = _parse_date(as_of, "--as-of") or _yesterday()
+    day = _ended_day(_parse_date(as_of, "--as-of") or _yesterday(), "--as-of")
     summary = run_once(_home(home), day, source, warehouse, customers, seed)
     if summary.get("status") != "success":
         raise typer.Exit(1)
@@ -397,7 +407,7 @@ def backfill(
 ) -> None:
     """Run the DAG for every logical date from --from to --to, in order, and report per date."""
     first = _parse_date(date_from, "--from")
-    last = _parse_date(date_to, "--to")
+    last = _ended_day(_parse_date(date_to, "--to"), "--to")
     if last < first:
         raise UserError(f"--to {last} is before --from {first}", "swap the two dates")
     home_dir = _home(home)

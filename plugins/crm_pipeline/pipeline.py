@@ -66,6 +66,10 @@ def as_of_from_interval(data_interval_end: datetime) -> date:
 
 
 def begin(run_id: str, as_of: date) -> dict[str, str]:
+    today = datetime.now(timezone.utc).date()
+    if as_of >= today:
+        # a manual trigger with a logical date ahead: the day's data is not complete yet
+        raise ConfigError(f"as_of {as_of} has not ended yet (today is {today} UTC); trigger a day that has ended")
     settings = RunSettings.resolve()
     with Warehouse(settings.warehouse) as wh:
         runs.start_run(wh, run_id, as_of, settings.warehouse.display)

@@ -147,6 +147,10 @@ def advance_source(url: str, until: dt.date, customers: int = 5000, seed: int = 
     (created if missing); SQLite has none.
     """
     until = as_date(until)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if until >= today:
+        raise ValueError(f"{until} has not ended yet (today is {today} UTC): the demo source holds only "
+                         "what has happened, up to the end of yesterday")
     if not 0 <= int(seed) < 2**63:
         raise ValueError("seed must be a non-negative 63-bit integer")
     engine = _engine(url)
