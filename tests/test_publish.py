@@ -244,6 +244,20 @@ def test_publish_refuses_when_the_run_counts_do_not_add_up(tmp_path):
         assert wh.scalar("select count(*) from ops.published_versions where run_id = 'run-d2'") == 0
 
 
+def test_a_history_table_whose_columns_changed_is_refused_until_migrated(warehouse_url):
+    """docs/design.md, 'Changing a published table': the history table keeps earlier
+    slices, so a new column stops the publish (nothing changes) until it is migrated."""
+    before = _published_once(warehouse_url)
+    with open_wh(warehouse_url) as wh:
+        wh.execute("alter table audit.segment_profiles add column share double precision")
+        with pytest.raises(PublishError, match=r"published.segment_profiles has columns .* needs a migration"):
+            publish(wh, D2, "run-d2")
+        assert published_checksum(wh) == before
+        wh.execute("alter table published.segment_profiles add column share double precision")  # the migration
+        publish(wh, D2, "run-d2")
+        assert wh.scalar("select count(*) from published.segment_profiles where as_of = ?", (D2,)) == 4
+
+
 # ---------------------------------------------------------------------------------------
 # gate 2 refuses the audit marts: nothing published, and the run says why
 # ---------------------------------------------------------------------------------------

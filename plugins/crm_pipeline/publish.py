@@ -173,7 +173,7 @@ def _check_same_columns(wh: Warehouse, table: str) -> None:
     if have != new:
         raise PublishError(
             f"published.{table} has columns {have} but the audit table has {new}: "
-            "a contract change of a history table needs a migration (see README, 'Changing a published table')"
+            "a contract change of a history table needs a migration (see docs/design.md, 'Changing a published table')"
         )
 
 
