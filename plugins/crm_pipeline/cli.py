@@ -6,9 +6,8 @@ Errors are one line plus what to do; a stack trace only with ``--debug``.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Optional
 
@@ -17,123 +16,16 @@ from rich.console import Console
 from rich.table import Table
 
 from crm_pipeline import airflow_local, demo, progress, runs, settings
-from crm_pipeline import bench as benchmark
-from crm_pipeline import status as run_status
 from crm_pipeline.bench import scale as scaled_source
+from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
-from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, RunSettings, WarehouseConfig, redact
-from crm_pipeline.errors import first_line, storage_problem
+from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
+                                     _home, _parse_date, _storage_error, _warehouse_url, _yesterday, console)
+from crm_pipeline.cli_status import status
+from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, redact
 from crm_pipeline.warehouse import Warehouse
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
-console = Console(stderr=False)
-err = Console(stderr=True)
-
-DEFAULT_CUSTOMERS = 5000
-DEFAULT_SEED = 42
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line plus a hint."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.hint = hint
-
-
-def _yesterday() -> date:
-    return datetime.now(timezone.utc).date() - timedelta(days=1)
-
-
-def _ended_day(day: date, name: str) -> date:
-    """A run covers a whole day: a day that has not ended (UTC) is refused."""
-    now = datetime.now(timezone.utc)
-    if day >= now.date():
-        raise UserError(f"{name} {day} has not ended yet (it is {now:%Y-%m-%d %H:%M} UTC): a run covers everything "
-                        "known by the end of its day",
-                        f"run for {_yesterday()} or earlier, or wait until {day} has ended")
-    return day
-
-
-def _parse_date(value: Optional[str], name: str) -> Optional[date]:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"{name} {value!r} is not a date", "write it as YYYY-MM-DD, e.g. 2026-06-30") from None
-
-
-def _home(home: Optional[Path]) -> Path:
-    return home.resolve() if home else settings.home()
-
-
-def _demo_url(home: Path) -> str:
-    return f"sqlite:///{home / 'source.sqlite'}"
-
-
-def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:
-    return warehouse or settings.airflow_connection(WAREHOUSE_CONN_ID) or f"duckdb:///{home / 'warehouse.duckdb'}"
-
-
-def _fail(exc: BaseException, debug: bool) -> None:
-    if debug:
-        raise exc
-    hint = getattr(exc, "hint", "")
-    err.print(f"[bold red]error:[/] {redact(str(exc))}")
-    if hint:
-        err.print(f"[dim]→ {hint}[/]")
-    raise typer.Exit(1)
-
-
-def _storage_error(problem: BaseException | str, home: Path, warehouse: Optional[str]) -> Optional[UserError]:
-    """A full disk or a damaged file, as one line that names the place and the fix."""
-    error = problem if isinstance(problem, BaseException) else RuntimeError(problem)
-    kind = storage_problem(error)
-    if kind is None:
-        return None
-    text = redact(first_line(error))
-    if kind == "disk_full":
-        place = home if home.exists() else home.parent
-        free_mb = shutil.disk_usage(place).free / 1e6
-        files = ", ".join(f"{path.relative_to(home)} ({path.stat().st_size / 1e6:.1f} MB)"
-                          for path in sorted(home.glob("*")) + sorted(home.glob("airflow/*.db"))
-                          if path.is_file() and path.stat().st_size > 100_000) if home.exists() else ""
-        return UserError(f"the disk holding {place} is full ({free_mb:,.0f} MB free; "
-                         f"{files or 'no large file of the pipeline there'}): {text}",
-                         "free space on that disk (or point --home at a larger one) and run again; "
-                         "nothing was published")
-    target = WarehouseConfig.from_url(_warehouse_url(home, warehouse)).display
-    return UserError(f"a file the pipeline reads is damaged (the warehouse is {target}): {text}",
-                     "restore the damaged file from a backup, or move it away: the next run rebuilds the "
-                     "warehouse from the source (history tables start again from that date)")
-
-
-def _guard(func):
-    """Turn known errors into one clear line; unknown ones too, unless --debug."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        debug = bool(kwargs.get("debug")) or settings.debug()
-        try:
-            return func(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]: published tables are unchanged unless the publish step had finished")
-            raise typer.Exit(130)
-        except UserError as exc:
-            _fail(exc, debug)
-        except Exception as exc:  # noqa: BLE001
-            wrapped = _storage_error(exc, _home(kwargs.get("home")), kwargs.get("warehouse")) or UserError(
-                f"{type(exc).__name__}: {first_line(exc)}", "run again with --debug for the full trace"
-            )
-            _fail(wrapped, debug)
-
-    return wrapper
-
-
 # -- demo-data -----------------------------------------------------------------------
 
 
@@ -435,91 +327,8 @@ def backfill(
         raise typer.Exit(1)
 
 
-@app.command("bench")
-@_guard
-def bench(
-    scale: str = typer.Option(..., "--scale", help="S (100k customers, 2M orders), L (1M, 20M) or CUSTOMERSxORDERS."),
-    source: Optional[str] = typer.Option(
-        None, "--source", envvar="CRM_BENCH_SOURCE",
-        help="PostgreSQL URL; the benchmark fills the databases <db>_h1 and <db>_h2 on that server."),
-    warehouse: Optional[list[str]] = typer.Option(
-        None, "--warehouse",
-        help="duckdb, postgres (a database <db>_warehouse_hN on the source's server) or a postgresql:// URL "
-             "(the benchmark uses <db>_h1/<db>_h2 next to it); repeat for several (default: duckdb and postgres)."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
-    home: Optional[Path] = typer.Option(None, "--home", help="Folder for the runs' state (default ./.crm/bench)."),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Day of the full load (default 2025-06-15, a night "
-                                                                 "inside a quarter)."),
-    skip_naive: bool = typer.Option(False, "--skip-naive", help="Skip the slow pandas read_sql reference reader."),
-    skip_reference: bool = typer.Option(False, "--skip-reference", help="Skip all reference readers."),
-    phases: str = typer.Option("full,increment,full_2x,increment_2x", "--phases",
-                               help="Which phases to run (comma-separated)."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
-) -> None:
-    """Run the real DAG at scale (full load, one nightly increment, the same on twice the
-    history) and print seconds, rows/s and peak RSS per stage, the reference readers and
-    the targets."""
-    import json as _json
-
-    if not source:
-        raise UserError("crm bench needs a PostgreSQL server for its source",
-                        "pass --source postgresql://user@host:5432/crm_bench (or set CRM_BENCH_SOURCE)")
-    as_of_d = _parse_date(as_of, "--as-of") or benchmark.DEFAULT_AS_OF
-    chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
-    unknown = [p for p in chosen if p not in benchmark.PHASES]
-    if unknown or not chosen:
-        raise UserError(f"--phases {phases!r}: unknown {', '.join(unknown) or 'empty'}",
-                        f"choose from {', '.join(benchmark.PHASES)}")
-    bench_home = (home or _home(None) / "bench").resolve()
-    try:
-        with console.status("benchmark …") as status:
-            result = benchmark.run_bench(scale, source, list(warehouse or ["duckdb", "postgres"]), bench_home, as_of=as_of_d,
-                                 skip_naive=skip_naive, skip_reference=skip_reference, phases=chosen,
-                                 on_event=lambda text: (status.update(text), console.log(text)))
-    except ValueError as exc:
-        raise UserError(str(exc), "see `crm bench --help`") from None
-    benchmark.render(result, console)
-    if json_file:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(_json.dumps(result.as_dict(), indent=2, default=str) + "\n")
-        console.print(f"figures: {json_file}")
-    if any(not r.ok for r in result.runs):
-        raise UserError("a benchmark run failed", f"see the run logs under {bench_home}")
-
-
-@app.command("status")
-@_guard
-def status(
-    home: Optional[Path] = typer.Option(None, "--home", help="State folder (default ./.crm)."),
-    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse URL (default: duckdb:///DIR/warehouse.duckdb)."),
-    limit: int = typer.Option(10, "--limit", help="How many recent runs to show."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
-) -> None:
-    """Show the last runs, their verdicts, and the freshness of each published table."""
-    home_dir = _home(home)
-    url = _warehouse_url(home_dir, warehouse)
-    cfg = WarehouseConfig.from_url(url)
-    if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
-        raise UserError(f"no warehouse at {cfg.duckdb_path}", "run `crm run` first, or pass --home / --warehouse")
-    with Warehouse(cfg, read_only=cfg.kind == "duckdb") as wh:
-        report = run_status.status_report(wh, limit=limit)
-    t = Table(title="recent runs")
-    for col in ("run", "as_of", "status", "gate", "started", "seconds", "message"):
-        t.add_column(col)
-    for r in report["runs"]:
-        t.add_row(r["run_id"][-32:], str(r["as_of"]), r["status"], str(r["gate_verdict"] or "-"),
-                  str(r["started_at"])[:19], f"{r['seconds']:.0f}" if r["seconds"] is not None else "-",
-                  (r["message"] or "")[:70])
-    console.print(t)
-    t = Table(title="published tables")
-    for col in ("table", "mode", "newest as_of", "published at", "rows", "age (days)"):
-        t.add_column(col)
-    for p in report["tables"]:
-        t.add_row(p["table"], p["mode"], str(p["as_of"]), str(p["published_at"])[:19], f"{p['rows']:,}",
-                  str(p["age_days"]))
-    console.print(t)
-
-
+app.command("bench")(bench)
+app.command("status")(status)
 app.add_typer(clv_app, name="clv")
 
 

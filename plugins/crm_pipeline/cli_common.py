@@ -1,0 +1,124 @@
+"""What every ``crm`` command shares: the consoles, one-line user errors, dates, the
+state folder and default URLs, and the guard that turns any error into one line plus what
+to do (a stack trace only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from crm_pipeline import settings
+from crm_pipeline.connections import WAREHOUSE_CONN_ID, WarehouseConfig, redact
+from crm_pipeline.errors import first_line, storage_problem
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+DEFAULT_CUSTOMERS = 5000
+DEFAULT_SEED = 42
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line plus a hint."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _yesterday() -> date:
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+def _ended_day(day: date, name: str) -> date:
+    """A run covers a whole day: a day that has not ended (UTC) is refused."""
+    now = datetime.now(timezone.utc)
+    if day >= now.date():
+        raise UserError(f"{name} {day} has not ended yet (it is {now:%Y-%m-%d %H:%M} UTC): a run covers everything "
+                        "known by the end of its day",
+                        f"run for {_yesterday()} or earlier, or wait until {day} has ended")
+    return day
+
+
+def _parse_date(value: Optional[str], name: str) -> Optional[date]:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{name} {value!r} is not a date", "write it as YYYY-MM-DD, e.g. 2026-06-30") from None
+
+
+def _home(home: Optional[Path]) -> Path:
+    return home.resolve() if home else settings.home()
+
+
+def _demo_url(home: Path) -> str:
+    return f"sqlite:///{home / 'source.sqlite'}"
+
+
+def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:
+    return warehouse or settings.airflow_connection(WAREHOUSE_CONN_ID) or f"duckdb:///{home / 'warehouse.duckdb'}"
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        raise exc
+    hint = getattr(exc, "hint", "")
+    err.print(f"[bold red]error:[/] {redact(str(exc))}")
+    if hint:
+        err.print(f"[dim]→ {hint}[/]")
+    raise typer.Exit(1)
+
+
+def _storage_error(problem: BaseException | str, home: Path, warehouse: Optional[str]) -> Optional[UserError]:
+    """A full disk or a damaged file, as one line that names the place and the fix."""
+    error = problem if isinstance(problem, BaseException) else RuntimeError(problem)
+    kind = storage_problem(error)
+    if kind is None:
+        return None
+    text = redact(first_line(error))
+    if kind == "disk_full":
+        place = home if home.exists() else home.parent
+        free_mb = shutil.disk_usage(place).free / 1e6
+        files = ", ".join(f"{path.relative_to(home)} ({path.stat().st_size / 1e6:.1f} MB)"
+                          for path in sorted(home.glob("*")) + sorted(home.glob("airflow/*.db"))
+                          if path.is_file() and path.stat().st_size > 100_000) if home.exists() else ""
+        return UserError(f"the disk holding {place} is full ({free_mb:,.0f} MB free; "
+                         f"{files or 'no large file of the pipeline there'}): {text}",
+                         "free space on that disk (or point --home at a larger one) and run again; "
+                         "nothing was published")
+    target = WarehouseConfig.from_url(_warehouse_url(home, warehouse)).display
+    return UserError(f"a file the pipeline reads is damaged (the warehouse is {target}): {text}",
+                     "restore the damaged file from a backup, or move it away: the next run rebuilds the "
+                     "warehouse from the source (history tables start again from that date)")
+
+
+def _guard(func):
+    """Turn known errors into one clear line; unknown ones too, unless --debug."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        debug = bool(kwargs.get("debug")) or settings.debug()
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]: published tables are unchanged unless the publish step had finished")
+            raise typer.Exit(130)
+        except UserError as exc:
+            _fail(exc, debug)
+        except Exception as exc:  # noqa: BLE001
+            wrapped = _storage_error(exc, _home(kwargs.get("home")), kwargs.get("warehouse")) or UserError(
+                f"{type(exc).__name__}: {first_line(exc)}", "run again with --debug for the full trace"
+            )
+            _fail(wrapped, debug)
+
+    return wrapper
