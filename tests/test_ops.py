@@ -129,3 +129,101 @@ def test_dbt_docs_are_kept_while_the_project_and_target_are_the_same(tmp_path):
     (docs / dbt_ops.DOCS_FINGERPRINT_FILE).write_text(first)
     assert not dbt_ops.docs_are_current(docs, changed)
     assert dbt_ops.docs_are_current(docs, first)
+
+
+LONG_MESSAGE = ("gate: expect_column_values_to_be_between on audit.customer_credit_grades.total_points "
+                "failed for 17 rows; the first keys are 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008")
+
+
+def _record_a_running_run(home, run_id: str, stage: str):
+    """A run recorded as started with one stage under way, the way a DAG task records it."""
+    from crm_pipeline import status
+
+    url = f"duckdb:///{home / 'warehouse.duckdb'}"
+    with Warehouse(WarehouseConfig.from_url(url)) as wh:
+        runs.start_run(wh, "scheduled__2026-06-29T00:00:00+00:00", date(2026, 6, 29), "test")
+        runs.finish_run(wh, "scheduled__2026-06-29T00:00:00+00:00", "failed", "failed", LONG_MESSAGE)
+        runs.start_run(wh, run_id, date(2026, 6, 30), "test")
+        runs.record_stage(wh, run_id, stage, "running", runs.now(), 0.0)
+        assert status.snapshot_path(wh.config).exists()
+
+
+def test_status_reads_the_runs_snapshot_while_another_process_holds_the_duckdb_file(tmp_path):
+    """DuckDB lets no second process open a file a run is writing: crm status then shows
+    what the run recorded beside the file, with the stage it is in, instead of failing."""
+    import subprocess
+    import sys
+
+    from helpers import crm
+
+    run_id = "manual__2026-06-30T00:00:00+00:00"
+    _record_a_running_run(tmp_path, run_id, "dbt_marts")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(120)", str(tmp_path / "warehouse.duckdb")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        shown = crm("status", "--home", str(tmp_path))
+        as_json = crm("status", "--home", str(tmp_path), "--json")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "held by a run in progress" in shown.stdout
+    assert run_id in shown.stdout and "running" in shown.stdout and "in stage dbt_marts" in shown.stdout
+    import json
+
+    report = json.loads(as_json.stdout)
+    assert report["from_snapshot"] is True
+    assert [r["status"] for r in report["runs"]] == ["running", "failed"]
+    assert report["runs"][1]["message"] == LONG_MESSAGE
+
+
+def test_status_without_a_snapshot_on_a_held_file_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import crm
+
+    path = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(120)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        shown = crm("status", "--home", str(tmp_path))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert shown.returncode == 1
+    assert "held by another process" in shown.stderr and "Traceback" not in shown.stderr + shown.stdout
+
+
+def test_status_fits_an_80_column_terminal_without_cutting_names(tmp_path):
+    """Whole run ids, table names and dates at 80 columns; a long message wraps under its run."""
+    from crm_pipeline.publish import VERSIONS_DDL as versions_ddl
+
+    from helpers import crm
+
+    run_id = "scheduled__2026-06-30T00:00:00+00:00"
+    _record_a_running_run(tmp_path, run_id, "extract")
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    with Warehouse(WarehouseConfig.from_url(url)) as wh:
+        wh.execute(versions_ddl)
+        for table in ("customer_segment_history", "account_contact_coverage", "customer_lifetime_value"):
+            wh.execute("insert into ops.published_versions values (?, ?, ?, ?, ?, ?)",
+                       (table, date(2026, 6, 29), "r", "history", 1_234_567, datetime(2026, 6, 30, 1, 2, 3)))
+    shown = crm("status", "--home", str(tmp_path), env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    assert run_id in shown.stdout and "scheduled__2026-06-29T00:00:00+00:00" in shown.stdout
+    for table in ("customer_segment_history", "account_contact_coverage", "customer_lifetime_value"):
+        line = next(line for line in lines if table in line)
+        assert "2026-06-29" in line and "2026-06-30 01:02" in line and "1,234,567" in line
+        assert line.split()[-1] == str((datetime.now(timezone.utc).date() - date(2026, 6, 29)).days)
+    # the message is whole across its wrapped lines
+    joined = " ".join(line.strip() for line in lines)
+    assert LONG_MESSAGE in joined

@@ -59,6 +59,10 @@ def test_a_killed_run_is_marked_abandoned_by_status_and_by_the_next_run(tmp_path
             break
         time.sleep(0.5)
     assert proc.poll() is None, "the run ended before it could be killed"
+    # while dbt holds the DuckDB file, crm status answers (from the run's snapshot)
+    during = crm("status", "--home", str(home))
+    assert during.returncode == 0, during.stdout + during.stderr
+    assert "running" in during.stdout and "in stage " in during.stdout
     time.sleep(3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -19,12 +19,14 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any, Iterator
 
 from crm_pipeline import progress
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.errors import first_line
+from crm_pipeline.liveness import abandoned_message, is_abandoned, now
+from crm_pipeline.status import write_snapshot
 from crm_pipeline.warehouse import Warehouse, ident
 
 log = logging.getLogger(__name__)
@@ -43,51 +45,10 @@ RUNS_DDL = (
     "alter table ops.pipeline_runs add column if not exists last_seen_at timestamp",
 )
 
-#: a run on another machine (or whose process id is unknown) that has not been seen for
-#: this long is taken as abandoned: no stage runs this long without the run being seen
-ABANDONED_AFTER = timedelta(hours=12)
-#: a run whose process on this machine is gone is abandoned once unseen for this long
-#: (under a scheduler each task is its own process: the next one may not have started yet)
-PROCESS_GONE_GRACE = timedelta(minutes=2)
-
-
-def now() -> datetime:
-    """Now in UTC, without a time zone (how the run record stores times)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 def ensure(wh: Warehouse) -> None:
     wh.ensure_schemas()
     for ddl in RUNS_DDL:
         wh.execute(ddl)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def is_abandoned(status: str | None, pid: int | None, host: str | None, last_seen_at: datetime | None,
-                 at: datetime | None = None) -> bool:
-    """Whether a run recorded as running has lost its process: on this machine, its
-    process is gone and it has not been seen for ``PROCESS_GONE_GRACE``; elsewhere (or
-    with no process recorded) it has not been seen for ``ABANDONED_AFTER``."""
-    if status != "running" or last_seen_at is None:
-        return False
-    unseen = (at or now()) - last_seen_at
-    if pid is not None and host == socket.gethostname():
-        return unseen > PROCESS_GONE_GRACE and not _process_alive(int(pid))
-    return unseen > ABANDONED_AFTER
-
-
-def abandoned_message(pid: int | None, host: str | None, last_seen_at: datetime) -> str:
-    return (f"abandoned: its process (PID {pid} on {host}) ended without finishing the run; "
-            f"last seen {last_seen_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def mark_abandoned_runs(wh: Warehouse) -> list[str]:
@@ -122,6 +83,7 @@ def start_run(wh: Warehouse, run_id: str, as_of: date, warehouse_display: str) -
             "values (?, ?, ?, 'running', ?, ?, ?, ?)",
             (run_id, as_of, now(), warehouse_display, os.getpid(), socket.gethostname(), now()),
         )
+    _snapshot(wh)
 
 
 def record_stage(wh: Warehouse, run_id: str, stage: str, status: str, started_at: datetime,
@@ -134,16 +96,24 @@ def record_stage(wh: Warehouse, run_id: str, stage: str, status: str, started_at
             (run_id, stage, status, started_at, round(seconds, 3), json.dumps(details or {}, default=str)),
         )
         _seen(wh, run_id)
+    _snapshot(wh)
 
 
-def record_stage_start(run_id: str) -> None:
-    """The run is seen: a stage starts in this process."""
+def record_stage_start(run_id: str, stage_name: str, started_at: datetime) -> None:
+    """The run is seen and the stage is recorded as running (``crm status`` names it)."""
     try:
         with open_warehouse() as wh:
-            ensure(wh)
-            _seen(wh, run_id)
+            record_stage(wh, run_id, stage_name, "running", started_at, 0.0)
     except Exception:  # noqa: BLE001 - liveness is a convenience; the stage matters more
         log.warning("could not record that run %s is alive", run_id, exc_info=True)
+
+
+def _snapshot(wh: Warehouse) -> None:
+    """Keep the status snapshot of a DuckDB warehouse current (``status.write_snapshot``)."""
+    try:
+        write_snapshot(wh)
+    except Exception:  # noqa: BLE001 - the snapshot serves crm status; the run matters more
+        log.warning("could not write the status snapshot", exc_info=True)
 
 
 def finish_run(wh: Warehouse, run_id: str, status: str, gate_verdict: str | None,
@@ -154,6 +124,7 @@ def finish_run(wh: Warehouse, run_id: str, status: str, gate_verdict: str | None
         "message = ?, docs = coalesce(?, docs) where run_id = ?",
         (now(), status, gate_verdict, (message or "")[:2000], docs, run_id),
     )
+    _snapshot(wh)
 
 
 def open_warehouse() -> Warehouse:
@@ -187,7 +158,7 @@ def stage(run_id: str, name: str) -> Iterator[dict[str, Any]]:
     started_at = now()
     started = time.perf_counter()
     details: dict[str, Any] = {}
-    record_stage_start(run_id)
+    record_stage_start(run_id, name, started_at)
     progress.emit(name, "running")
     try:
         yield details

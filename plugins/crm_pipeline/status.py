@@ -1,32 +1,64 @@
-"""What ``crm status`` shows: the last runs and the freshness of every published table."""
+"""What ``crm status`` shows: the last runs (the stage a running one is in) and the
+freshness of every published table, read from the warehouse or, while a run holds a
+DuckDB file, from the snapshot that run keeps next to it.
+
+DuckDB lets one process open a file for writing and no other process open it at all, not
+even to read. So every time a run writes its record (its start, each stage's start and
+end, its end) it also writes what ``crm status`` would show to ``<warehouse>.status.json``
+beside the file (see ``write_snapshot``). ``crm status`` reads the warehouse when it can
+and that snapshot when the file is locked. Times, ages and abandoned runs are worked out
+when the report is shown, so an old snapshot still tells a dead run from a live one.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from crm_pipeline import runs
+from crm_pipeline.connections import WarehouseConfig
+from crm_pipeline.liveness import abandoned_message, is_abandoned, now
 from crm_pipeline.warehouse import Warehouse
 
+SNAPSHOT_RUNS = 20
 
-def status_report(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
-    out: dict[str, Any] = {"runs": [], "tables": []}
+
+def _text(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (date, datetime)) else value
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def collect(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
+    """The run record and the published versions as plain JSON values (no judgement yet)."""
+    out: dict[str, Any] = {"runs": [], "tables": [], "recorded_at": now().isoformat()}
     if not wh.table_exists("ops", "pipeline_runs"):
         return out
     columns = {c.lower() for c in wh.columns("ops", "pipeline_runs")}
     liveness = "pid, host, coalesce(last_seen_at, started_at)" if "last_seen_at" in columns else "null, null, null"
-    for run_id, as_of, started, finished, status, verdict, message, pid, host, last_seen in wh.query(
+    keys = ("run_id", "as_of", "started_at", "finished_at", "status", "gate_verdict", "message", "pid", "host",
+            "last_seen_at")
+    for row in wh.query(
         "select run_id, as_of, started_at, finished_at, status, gate_verdict, message, "
         f"{liveness} from ops.pipeline_runs order by started_at desc limit ?",
         (int(limit),),
     ):
-        seconds = (finished - started).total_seconds() if finished and started else None
-        if runs.is_abandoned(status, pid, host, last_seen):
-            status, message = "abandoned", runs.abandoned_message(pid, host, last_seen)
-        out["runs"].append({"run_id": run_id, "as_of": as_of, "status": status, "gate_verdict": verdict,
-                            "message": message, "started_at": started, "seconds": seconds})
+        out["runs"].append({k: _text(v) for k, v in zip(keys, row)})
+    running = [r["run_id"] for r in out["runs"] if r["status"] == "running"]
+    if running and wh.table_exists("ops", "run_stages"):
+        marks = ", ".join("?" for _ in running)
+        current = {run_id: stage for run_id, stage in wh.query(
+            f"select run_id, stage from ops.run_stages where status = 'running' and run_id in ({marks}) "
+            "order by started_at", tuple(running))}
+        for r in out["runs"]:
+            r["stage"] = current.get(r["run_id"])
     if wh.table_exists("ops", "published_versions"):
-        today = datetime.now(timezone.utc).date()
         for table, mode, as_of, published_at, rows in wh.query(
             "select v.table_name, v.mode, v.as_of, v.published_at, v.rows_published "
             "from ops.published_versions v join ("
@@ -36,7 +68,59 @@ def status_report(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
         ):
             if out["tables"] and out["tables"][-1]["table"] == table:
                 continue
-            d = as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of)[:10])
-            out["tables"].append({"table": table, "mode": mode, "as_of": d, "published_at": published_at,
-                                  "rows": int(rows), "age_days": (today - d).days})
+            out["tables"].append({"table": table, "mode": mode, "as_of": str(as_of)[:10],
+                                  "published_at": _text(published_at), "rows": int(rows)})
     return out
+
+
+def present(collected: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
+    """The report ``crm status`` prints: seconds per run, abandoned runs named so, ages."""
+    at = at or now()
+    report: dict[str, Any] = {"recorded_at": collected.get("recorded_at"), "runs": [], "tables": []}
+    for r in collected["runs"]:
+        started, finished, last_seen = (_moment(r[k]) for k in ("started_at", "finished_at", "last_seen_at"))
+        status, message = r["status"], r["message"]
+        if is_abandoned(status, r["pid"], r["host"], last_seen, at):
+            status, message = "abandoned", abandoned_message(r["pid"], r["host"], last_seen)
+        elif status == "running" and r.get("stage"):
+            message = f"in stage {r['stage']}" + (f"; {message}" if message else "")
+        report["runs"].append({
+            "run_id": r["run_id"], "as_of": r["as_of"], "status": status, "gate_verdict": r["gate_verdict"],
+            "message": message, "started_at": r["started_at"],
+            "seconds": (finished - started).total_seconds() if finished and started else None,
+        })
+    today = datetime.now(timezone.utc).date()
+    for t in collected["tables"]:
+        report["tables"].append({**t, "age_days": (today - date.fromisoformat(t["as_of"])).days})
+    return report
+
+
+def status_report(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
+    return present(collect(wh, limit))
+
+
+def snapshot_path(config: WarehouseConfig) -> Path | None:
+    """Where a DuckDB warehouse's status snapshot lives; None for a server warehouse."""
+    if config.kind != "duckdb" or config.duckdb_path is None:
+        return None
+    return config.duckdb_path.with_name(config.duckdb_path.name + ".status.json")
+
+
+def write_snapshot(wh: Warehouse) -> None:
+    """Write what ``crm status`` would read, beside a DuckDB file (atomically)."""
+    path = snapshot_path(wh.config)
+    if path is None:
+        return
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(collect(wh, SNAPSHOT_RUNS), default=str))
+    os.replace(temporary, path)
+
+
+def read_snapshot(config: WarehouseConfig, limit: int = 10) -> dict[str, Any] | None:
+    """The last snapshot of a DuckDB warehouse, as ``present`` shows it; None if there is none."""
+    path = snapshot_path(config)
+    if path is None or not path.exists():
+        return None
+    collected = json.loads(path.read_text())
+    collected["runs"] = collected["runs"][:limit]
+    return present(collected)
