@@ -176,3 +176,25 @@ def test_a_day_that_has_not_ended_is_refused_with_one_line(tmp_path, days_ahead)
     made = crm("demo-data", "--home", str(home), "--customers", "50", "--until", day, timeout=120)
     assert made.returncode == 1 and "has not ended yet" in " ".join(made.stderr.split())
     assert "Traceback" not in made.stdout + made.stderr
+
+
+def test_a_dag_run_for_a_day_that_has_not_ended_fails_in_its_first_task_before_writing(tmp_path, monkeypatch):
+    """A manual trigger of the DAG with today's date: the first task refuses it (same rule
+    as the command line) and no warehouse is created."""
+    from datetime import datetime as clock, timezone
+
+    from crm_pipeline import pipeline
+    from crm_pipeline.settings import ConfigError
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_WAREHOUSE", f"duckdb:///{warehouse}")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_SOURCE", f"sqlite:///{tmp_path / 'source.sqlite'}")
+    today = clock.now(timezone.utc).date()
+    with pytest.raises(ConfigError, match=f"as_of {today} has not ended yet"):
+        pipeline.begin("manual__today", today)
+    assert not warehouse.exists()
+    # the day before today has ended: the same task records the run
+    pipeline.begin("manual__yesterday", today - timedelta(days=1))
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("select status from ops.pipeline_runs").fetchall() == [("running",)]
+    con.close()

@@ -17,6 +17,7 @@ from rich.console import Console
 from crm_pipeline import settings
 from crm_pipeline.connections import WAREHOUSE_CONN_ID, WarehouseConfig, redact
 from crm_pipeline.errors import first_line, storage_problem
+from crm_pipeline.liveness import day_not_ended
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -39,11 +40,9 @@ def _yesterday() -> date:
 
 def _ended_day(day: date, name: str) -> date:
     """A run covers a whole day: a day that has not ended (UTC) is refused."""
-    now = datetime.now(timezone.utc)
-    if day >= now.date():
-        raise UserError(f"{name} {day} has not ended yet (it is {now:%Y-%m-%d %H:%M} UTC): a run covers everything "
-                        "known by the end of its day",
-                        f"run for {_yesterday()} or earlier, or wait until {day} has ended")
+    waiting = day_not_ended(day)
+    if waiting:
+        raise UserError(f"{name} {waiting}", f"run for {_yesterday()} or earlier, or wait until {day} has ended")
     return day
 
 

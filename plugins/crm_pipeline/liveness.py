@@ -1,17 +1,27 @@
-"""Whether a run recorded as running still has a live process: the rule that marks a run
-*abandoned* (its process died, or it has not been seen for long), shared by the run
-record and ``crm status``."""
+"""The run clock: now in UTC, whether a day has ended (a run covers a whole day), and
+whether a run recorded as running still has a live process (the rule that marks a run
+*abandoned*: its process died, or it has not been seen for long), shared by the run
+record, the DAG's first task and the command line."""
 
 from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 
 def now() -> datetime:
     """Now in UTC, without a time zone (how the run record stores times)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def day_not_ended(day: date) -> str | None:
+    """Why a run for ``day`` must wait (the day has not ended in UTC), or None."""
+    moment = datetime.now(timezone.utc)
+    if day < moment.date():
+        return None
+    return (f"{day} has not ended yet (it is {moment:%Y-%m-%d %H:%M} UTC): a run covers everything known by the "
+            "end of its day")
 
 
 #: a run on another machine (or whose process id is unknown) that has not been seen for

@@ -22,6 +22,7 @@ from crm_pipeline import settings as crm_settings
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.errors import first_line, storage_problem
 from crm_pipeline.extract import BatchRejected
+from crm_pipeline.liveness import day_not_ended
 from crm_pipeline.gates import GateError
 from crm_pipeline.runs import record_success, stage
 from crm_pipeline.settings import ConfigError
@@ -66,10 +67,10 @@ def as_of_from_interval(data_interval_end: datetime) -> date:
 
 
 def begin(run_id: str, as_of: date) -> dict[str, str]:
-    today = datetime.now(timezone.utc).date()
-    if as_of >= today:
+    waiting = day_not_ended(as_of)
+    if waiting:
         # a manual trigger with a logical date ahead: the day's data is not complete yet
-        raise ConfigError(f"as_of {as_of} has not ended yet (today is {today} UTC); trigger a day that has ended")
+        raise ConfigError(f"as_of {waiting}; trigger a day that has ended")
     settings = RunSettings.resolve()
     with Warehouse(settings.warehouse) as wh:
         runs.start_run(wh, run_id, as_of, settings.warehouse.display)
