@@ -144,3 +144,51 @@ def test_the_readme_lists_every_setting_with_its_default():
     assert set(rows) == set(settings.VARIABLES)
     for name, variable in settings.VARIABLES.items():
         assert rows[name] == variable.default, name
+
+
+def test_uv_run_prints_nothing_before_a_command():
+    """Once installed, `uv run crm …` shows the command's output only: no install or
+    bytecode-compile chatter (the environment is already synced by the test run itself)."""
+    import shutil
+    import subprocess
+
+    uv = shutil.which("uv")
+    assert uv is not None, "the tests run through uv (the README's test command)"
+    done = subprocess.run([uv, "run", "--locked", "python", "-c", "print('ok')"], cwd=settings.PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"
+    assert done.stderr == ""
+
+
+def _commands():
+    """Every ``crm`` command as its words (``("run",)``, ``("clv", "fit")``)."""
+    import typer.main
+
+    from crm_pipeline.cli import app
+
+    group = typer.main.get_command(app)
+    found = []
+    for name, command in group.commands.items():
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            found.extend((name, sub) for sub in subcommands)
+        else:
+            found.append((name,))
+    return found
+
+
+def test_every_command_shows_its_flags_as_flags_and_is_in_the_readme():
+    from typer.testing import CliRunner
+
+    from crm_pipeline.cli import app
+
+    commands = _commands()
+    assert ("run",) in commands and ("clv", "fit") in commands and ("status",) in commands
+    table = README.read_text()
+    for words in commands:
+        shown = CliRunner().invoke(app, [*words, "--help"], terminal_width=80)
+        assert shown.exit_code == 0, shown.output
+        assert "<bool>" not in shown.output, f"crm {' '.join(words)} --help shows a flag as taking a value"
+        assert max(len(line) for line in shown.output.splitlines()) <= 80
+        assert f"| `crm {' '.join(words)}" in table, f"crm {' '.join(words)} is not in the README's command table"

@@ -25,7 +25,9 @@ from crm_pipeline.cli_status import status
 from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, redact
 from crm_pipeline.warehouse import Warehouse
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly customer-value pipeline.")
+# plain help (rich_markup_mode=None): a flag reads as a flag, "--debug", not "--debug <bool>"
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Nightly customer-value pipeline.")
 # -- demo-data -----------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ import typer
 
 from crm_pipeline import clv, settings
 
-clv_app = typer.Typer(add_completion=False, no_args_is_help=True,
+clv_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                       help="Customer lifetime value (BG/NBD + Gamma-Gamma) for analysts.")
 
 
