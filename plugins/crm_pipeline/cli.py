@@ -15,12 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crm_pipeline import airflow_local, demo, progress, runs, settings
+from crm_pipeline import airflow_local, demo, runs, settings
 from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
                                      _home, _parse_date, _storage_error, _warehouse_url, _yesterday, console)
+from crm_pipeline.cli_progress import StageProgress
 from crm_pipeline.cli_status import status
 from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, redact
 from crm_pipeline.warehouse import Warehouse
@@ -152,57 +153,6 @@ def _print_summary(summary: dict, home: Path) -> None:
         console.print(f"dbt docs:  {dbt_docs}")
 
 
-class _StageProgress:
-    """A live line per stage (running, ok, failed, seconds) while the DAG runs."""
-
-    STAGES = ("extract", "dbt_staging", "clv_fit", "dbt_marts", "gate", "publish", "docs")
-
-    def __init__(self, live_console: Console, as_of: date, quiet: bool):
-        from rich.live import Live
-
-        self.as_of = as_of
-        self.state: dict[str, tuple[str, float | None]] = {}
-        #: the first line of the first failure a task reported, as "task: message"
-        self.failure: str | None = None
-        self.live = Live(self._render(), console=live_console, transient=quiet, refresh_per_second=4)
-
-    def _render(self):
-        from rich.spinner import Spinner
-
-        table = Table.grid(padding=(0, 2))
-        table.add_row(f"[bold]crm_nightly[/] as_of {self.as_of}", "")
-        for stage in self.STAGES:
-            status, seconds = self.state.get(stage, ("waiting", None))
-            if status == "running":
-                mark = Spinner("dots", text=f" {stage}")
-            else:
-                colour = {"ok": "green", "failed": "red", "waiting": "dim"}.get(status, "yellow")
-                mark = f"[{colour}]{'✓' if status == 'ok' else '✗' if status == 'failed' else '·'} {stage}[/]"
-            table.add_row(mark, f"{seconds:.1f}s" if seconds is not None else "")
-        return table
-
-    def _update(self, stage: str, status: str, seconds: float | None, detail: str | None = None) -> None:
-        if status == "retrying":
-            # a retry is shown at once, above the live lines, and stays on the terminal
-            self.live.console.print(f"[yellow]↻ {stage}[/]: {detail}")
-            status = "running"
-        if status == "failed" and detail and self.failure is None:
-            self.failure = f"{stage}: {detail}"
-        if seconds is None and stage in self.state and self.state[stage][0] == status:
-            seconds = self.state[stage][1]
-        self.state[stage] = (status, seconds)
-        self.live.update(self._render())
-
-    def __enter__(self):
-        progress.set_listener(self._update)
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        progress.set_listener(None)
-        return self.live.__exit__(*exc)
-
-
 def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
              customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED, quiet: bool = False) -> dict:
     """Run the DAG for one date and return the run summary (used by run and backfill).
@@ -240,9 +190,11 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
     airflow_local.configure(home, source_url, warehouse_url)
 
     log_path = home / "logs" / f"run-{as_of.isoformat()}.log"
+    # asked before the output goes to the log: inside, standard output is the log file
+    interactive = console.is_terminal
     with airflow_local.output_to(log_path) as terminal:
-        live = Console(file=terminal, force_terminal=console.is_terminal)
-        with _StageProgress(live, as_of, quiet) as watched:
+        shown = Console(file=terminal, force_terminal=interactive, width=console.width)
+        with StageProgress(shown, as_of, quiet=quiet, interactive=interactive) as watched:
             run_id, state = airflow_local.run_dag(as_of)
     try:
         with Warehouse(RunSettings.resolve().warehouse) as wh:

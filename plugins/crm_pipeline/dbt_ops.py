@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cosmos import settings as cosmos_settings
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from crm_pipeline import runs, settings
+from crm_pipeline import progress, runs, settings
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.settings import DBT_PROJECT_DIR
 
@@ -34,6 +34,17 @@ STAGE_EXCLUDE = {
     "dbt_staging": ["path:models/marts+"],
     "dbt_marts": [],
 }
+
+
+def node_progress(stage: str) -> Callable[[Any], None]:
+    """A dbt event callback that reports, as each node starts, how far the stage is
+    ("node 12 of 85"), for the live display of ``crm run``."""
+
+    def on_event(event: Any) -> None:
+        if event.info.name == "LogStartLine":
+            progress.emit(stage, "running", None, f"node {event.data.index} of {event.data.total}")
+
+    return on_event
 
 
 class DbtStageError(RuntimeError):
@@ -156,6 +167,8 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             # one parse cache for both stages (the same project and vars)
             self.cache_dir = Path(cosmos_settings.cache_dir) / "crm_nightly"
             self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # set when the task runs: the parsed DAG carries no callable
+        self._dbt_runner_callbacks = [node_progress(self.stage)]
         with runs.stage(context["dag_run"].run_id, self.stage) as details:
             super().execute(context, **kwargs)
             details.update(self._counts)
