@@ -241,3 +241,83 @@ def test_postgres_raw_tables_are_indexed_on_their_change_time(both_runs):
             assert "orders__updated_at" in plan, plan
     finally:
         con.close()
+
+
+def _seed_rows(name: str) -> list[dict]:
+    import csv
+
+    from crm_pipeline.settings import DBT_PROJECT_DIR
+
+    with open(DBT_PROJECT_DIR / "seeds" / f"{name}.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_published_tables_and_columns_carry_their_descriptions_in_both_warehouses(both_runs):
+    """BI tools show table and column comments: each published table and column carries
+    the description written in the dbt project, read back from DuckDB and PostgreSQL."""
+    from crm_pipeline.warehouse import Warehouse, WarehouseConfig
+
+    duck_home, pg_url, duck, pg, _ = both_runs
+    assert duck.exit_code == 0 and pg.exit_code == 0
+    manifest = json.loads((duck_home / "docs" / "dbt" / "manifest.json").read_text())
+    by_relation = {n["alias"]: n for n in manifest["nodes"].values()
+                   if n["resource_type"] == "model" and n["path"].startswith("marts")}
+
+    def same(text: str) -> str:
+        return " ".join(text.split())
+
+    for url in (f"duckdb:///{duck_home / 'warehouse.duckdb'}", pg_url):
+        with Warehouse(WarehouseConfig.from_url(url), read_only=url.startswith("duckdb")) as wh:
+            for table in PUBLISHED_TABLES:
+                node = by_relation[table.name]
+                table_comment, column_comments = wh.comments("published", table.name)
+                assert same(table_comment or "") == same(node["description"]), (url, table.name)
+                columns = wh.columns("published", table.name)
+                assert set(column_comments) == set(columns), (url, table.name)
+                for column in columns:
+                    assert same(column_comments[column]) == same(node["columns"][column]["description"])
+
+
+def test_a_grade_row_can_be_read_against_the_published_scorecard_and_cut_offs(both_runs):
+    """published.credit_scorecard and published.credit_grade_cutoffs hold the seeds' rules,
+    with the infinities as open bounds; worked out here from the seed files."""
+    duck_home, pg_url, duck, pg, _ = both_runs
+    assert duck.exit_code == 0 and pg.exit_code == 0
+    scorecard = {r["indicator"]: r for r in _seed_rows("credit_scorecard")}
+    bins = _seed_rows("credit_scorecard_bins")
+    cutoffs = sorted(_seed_rows("credit_grade_cutoffs"), key=lambda r: float(r["min_score"]))
+
+    def bound(text: str):
+        return None if abs(float(text)) >= 999999999 else round(float(text), 6)
+
+    expected_bins = sorted(
+        (b["indicator"], int(b["bin_order"]), bound(b["lower_bound"]), bound(b["upper_bound"]),
+         float(b["points"]), float(scorecard[b["indicator"]]["max_points"]),
+         scorecard[b["indicator"]]["is_financial"] == "true")
+        for b in bins)
+    expected_cutoffs = sorted(
+        (c["credit_grade"], float(c["min_score"]), float(cutoffs[i + 1]["min_score"]) if i + 1 < len(cutoffs) else None)
+        for i, c in enumerate(cutoffs))
+    dcon = duckdb.connect(str(duck_home / "warehouse.duckdb"), read_only=True)
+    pcon = psycopg2.connect(pg_url)
+    try:
+        scorecard_sql = ("select indicator, bin_order, lower_bound, upper_bound, points, max_points, is_financial "
+                         "from published.credit_scorecard")
+        cutoffs_sql = "select credit_grade, min_score, next_grade_min_score from published.credit_grade_cutoffs"
+        with pcon.cursor() as cur:
+            cur.execute(scorecard_sql)
+            pg_bins = cur.fetchall()
+            cur.execute(cutoffs_sql)
+            pg_cutoffs = cur.fetchall()
+        for got_bins, got_cutoffs in ((dcon.execute(scorecard_sql).fetchall(), dcon.execute(cutoffs_sql).fetchall()),
+                                      (pg_bins, pg_cutoffs)):
+            assert sorted(tuple(_norm(v) for v in r) for r in got_bins) == expected_bins
+            assert sorted(tuple(_norm(v) for v in r) for r in got_cutoffs) == expected_cutoffs
+        # the maximum of every indicator adds up to the 100-point scorecard, 30 of them financial
+        maxima = dict(dcon.execute("select indicator, max(max_points) from published.credit_scorecard "
+                                   "group by indicator").fetchall())
+        assert float(sum(maxima.values())) == 100
+        assert float(sum(v for k, v in maxima.items() if scorecard[k]["is_financial"] == "true")) == 30
+    finally:
+        dcon.close()
+        pcon.close()

@@ -76,6 +76,9 @@ PUBLISHED_TABLES: tuple[PublishedTable, ...] = (
     PublishedTable("segment_migration", "history", key="as_of"),
     PublishedTable("customer_lifetime_value", "history", key="as_of"),
     PublishedTable("clv_model_runs", "history", key="as_of"),
+    # the scorecard and grade cut-offs a credit grade row is read against
+    PublishedTable("credit_scorecard", "current"),
+    PublishedTable("credit_grade_cutoffs", "current"),
 )
 
 VERSIONS_DDL = """create table if not exists ops.published_versions (
@@ -152,6 +155,8 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
                 _check_same_columns(wh, t.name)
                 wh.execute(f"delete from {dst} where {key} in (select distinct {key} from {src})")
                 wh.execute(f"insert into {dst} select * from {src}")
+            # the descriptions dbt wrote on the audit table, where BI tools look for them
+            wh.set_comments("published", t.name, *wh.comments(AUDIT_SCHEMA, t.name))
             rows = int(wh.scalar(f"select count(*) from {src}"))
             published[t.name] = rows
             wh.execute(

@@ -195,6 +195,34 @@ class Warehouse:
         )
         return [r[0] for r in rows]
 
+    def comments(self, schema: str, table: str) -> tuple[str | None, dict[str, str]]:
+        """The comment of a table and of each of its columns (what dbt's persist_docs wrote)."""
+        if self.kind == "duckdb":
+            found = self.query("select comment from duckdb_tables() where schema_name = ? and table_name = ?",
+                               (schema, table))
+            columns = self.query("select column_name, comment from duckdb_columns() where schema_name = ? "
+                                 "and table_name = ? and comment is not null", (schema, table))
+        else:
+            relation = f"{ident(schema)}.{ident(table)}"
+            found = self.query("select obj_description(to_regclass(?), 'pg_class')", (relation,))
+            columns = self.query("select attname, col_description(attrelid, attnum) from pg_attribute where "
+                                 "attrelid = to_regclass(?) and attnum > 0 and not attisdropped and "
+                                 "col_description(attrelid, attnum) is not null", (relation,))
+        return (found[0][0] if found else None), {name: text for name, text in columns if text}
+
+    def set_comments(self, schema: str, table: str, table_comment: str | None, columns: dict[str, str]) -> None:
+        """Write table and column comments (BI tools show them beside the names)."""
+        def literal(text: str) -> str:
+            return "'" + text.replace("'", "''") + "'"
+
+        relation = f"{ident(schema)}.{ident(table)}"
+        if table_comment:
+            self.execute(f"comment on table {relation} is {literal(table_comment)}")
+        existing = set(self.columns(schema, table))
+        for column, text in columns.items():
+            if column in existing:
+                self.execute(f"comment on column {relation}.{ident(column)} is {literal(text)}")
+
     def sql_type(self, logical: str) -> str:
         return (_DUCKDB_TYPES if self.kind == "duckdb" else _PG_TYPES)[logical]
 
