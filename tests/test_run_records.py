@@ -198,3 +198,40 @@ def test_a_dag_run_for_a_day_that_has_not_ended_fails_in_its_first_task_before_w
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("select status from ops.pipeline_runs").fetchall() == [("running",)]
     con.close()
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_busy_home_is_refused_and_the_home_runs_normally_afterwards(tmp_path):
+    """Two `crm run` at once on one home: the second is refused at once with one line that
+    names the run in progress; the first succeeds; the home then runs the same date again
+    and the next one, as a home that never saw two runs at once."""
+    home = tmp_path / "home"
+    env = {**os.environ, "COLUMNS": "200", "CRM_DBT_DOCS": "0"}
+    first = subprocess.Popen([sys.executable, "-m", "crm_pipeline.cli", "run", "--home", str(home), "--as-of", AS_OF,
+                              "--customers", "400"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    lock = home / "run.lock"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+        time.sleep(0.2)
+    assert lock.read_text(), "the first run did not take the home's lock"
+    started = time.monotonic()
+    second = crm("run", "--home", str(home), "--as-of", AS_OF, timeout=300)
+    refused_in = time.monotonic() - started
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output[-3000:]
+    assert second.returncode == 1
+    message = " ".join(second.stderr.split())
+    assert f"a run for {AS_OF} is in progress since" in message and f"PID {first.pid}" in message
+    assert "Traceback" not in second.stdout + second.stderr
+    assert refused_in < 60  # refused at once, not after waiting for the first run
+    assert lock.read_text() == ""  # released and emptied when the run ended
+
+    again = crm("run", "--home", str(home), "--as-of", AS_OF, env={"CRM_DBT_DOCS": "0"})
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    following = crm("run", "--home", str(home), "--as-of", "2026-04-01", env={"CRM_DBT_DOCS": "0"})
+    assert following.returncode == 0, following.stdout[-3000:] + following.stderr
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    records = con.execute("select as_of::varchar, status from ops.pipeline_runs order by started_at").fetchall()
+    con.close()
+    assert records == [(AS_OF, "success"), ("2026-04-01", "success")]

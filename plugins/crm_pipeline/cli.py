@@ -24,6 +24,7 @@ from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError,
 from crm_pipeline.cli_progress import StageProgress
 from crm_pipeline.cli_status import status
 from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, redact
+from crm_pipeline.home_lock import HomeBusy, one_run_per_home
 from crm_pipeline.warehouse import Warehouse
 
 # plain help (rich_markup_mode=None): a flag reads as a flag, "--debug", not "--debug <bool>"
@@ -162,7 +163,10 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
     """
     saved = dict(os.environ)
     try:
-        return _run_once(home, as_of, source, warehouse, customers, seed, quiet)
+        with one_run_per_home(home, as_of):
+            return _run_once(home, as_of, source, warehouse, customers, seed, quiet)
+    except HomeBusy as exc:
+        raise UserError(str(exc), "wait until it ends (`crm status` shows its stage), or use another --home") from None
     finally:
         os.environ.clear()
         os.environ.update(saved)
