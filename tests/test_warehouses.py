@@ -267,7 +267,7 @@ def test_published_tables_and_columns_carry_their_descriptions_in_both_warehouse
         return " ".join(text.split())
 
     for url in (f"duckdb:///{duck_home / 'warehouse.duckdb'}", pg_url):
-        with Warehouse(WarehouseConfig.from_url(url), read_only=url.startswith("duckdb")) as wh:
+        with Warehouse(WarehouseConfig.from_url(url)) as wh:
             for table in PUBLISHED_TABLES:
                 node = by_relation[table.name]
                 table_comment, column_comments = wh.comments("published", table.name)
@@ -298,7 +298,7 @@ def test_a_grade_row_can_be_read_against_the_published_scorecard_and_cut_offs(bo
     expected_cutoffs = sorted(
         (c["credit_grade"], float(c["min_score"]), float(cutoffs[i + 1]["min_score"]) if i + 1 < len(cutoffs) else None)
         for i, c in enumerate(cutoffs))
-    dcon = duckdb.connect(str(duck_home / "warehouse.duckdb"), read_only=True)
+    dcon = duckdb.connect(str(duck_home / "warehouse.duckdb"))
     pcon = psycopg2.connect(pg_url)
     try:
         scorecard_sql = ("select indicator, bin_order, lower_bound, upper_bound, points, max_points, is_financial "
