@@ -25,7 +25,8 @@ counts as a failure.
 Modules: ``results`` (errors, settings, results), ``gx_runtime``, ``suites``, ``coercion``,
 ``rules``, ``outliers`` (amounts implausible against the recent history), ``rows``,
 ``suspect_sql``, ``batch``, and for gate 2 ``audit`` with
-``audit_inputs``, ``audit_datasets`` and ``audit_gx``.
+``audit_inputs``, ``audit_datasets``, ``audit_gx`` and ``key_figures`` (the night's
+business numbers against the last published date).
 """
 
 from crm_pipeline.gates.audit import gate2_audit

@@ -68,3 +68,5 @@ class Gate2Result:
     checks: list[dict]
     docs_path: str | None
     warnings: list[str] = field(default_factory=list)
+    #: the key figures against the last published date (``gates.key_figures``), one per figure
+    key_figures: list[dict] = field(default_factory=list)
