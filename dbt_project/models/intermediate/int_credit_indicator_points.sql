@@ -20,14 +20,18 @@ scorecard as (
     select * from {{ ref('credit_scorecard') }}
 ),
 
+bin_rows as (
+    select * from {{ ref('credit_scorecard_bins') }}
+),
+
 bins as (
     select
-        bins.*,
-        bins.bin_order = min(bins.bin_order) over (partition by bins.indicator) as is_first_bin,
-        bins.bin_order = max(bins.bin_order) over (partition by bins.indicator) as is_last_bin,
-        min(bins.lower_bound) over (partition by bins.indicator) as range_low,
-        max(bins.upper_bound) over (partition by bins.indicator) as range_high
-    from {{ ref('credit_scorecard_bins') }} as bins
+        bin_rows.*,
+        bin_rows.bin_order = min(bin_rows.bin_order) over (partition by bin_rows.indicator) as is_first_bin,
+        bin_rows.bin_order = max(bin_rows.bin_order) over (partition by bin_rows.indicator) as is_last_bin,
+        min(bin_rows.lower_bound) over (partition by bin_rows.indicator) as range_low,
+        max(bin_rows.upper_bound) over (partition by bin_rows.indicator) as range_high
+    from bin_rows
 ),
 
 long_values as (

@@ -4,7 +4,7 @@ The figures (customer count, trailing-12-month revenue and margin, the top 20 %'
 revenue share, the segment mix, the grade mix, total 12-month CLV) are computed from the
 ``audit`` marts and from the ``published`` tables BI reads now. Each figure's limit and
 action live once, in the dbt seed ``key_figure_limits`` (``figure``, ``measure``,
-``limit``, ``action``): ``ratio`` figures move beyond their limit when the larger of
+``max_move``, ``action``): ``ratio`` figures move beyond their limit when the larger of
 new/old and old/new exceeds it (a change of sign, or from zero, always does); ``shift``
 figures (shares) when the absolute change exceeds it (for a mix: the share of the segment
 or grade that moved most). A move beyond the limit stops the publish (``stop``) or is a
@@ -91,7 +91,7 @@ def _fmt(value: float | None) -> str:
 def read_limits(seeds: Seeds) -> list[dict]:
     """The rows of the seed ``key_figure_limits``; a bad row stops the gate."""
     frame = seeds.frame(LIMITS_SEED)
-    missing = {"figure", "measure", "limit", "action"} - set(frame.columns)
+    missing = {"figure", "measure", "max_move", "action"} - set(frame.columns)
     if missing:
         raise GateError(f"the seed {LIMITS_SEED} lacks the column(s) {', '.join(sorted(missing))}")
     rows = []
@@ -101,7 +101,7 @@ def read_limits(seeds: Seeds) -> list[dict]:
             raise GateError(f"the seed {LIMITS_SEED} has an unknown row {figure}/{measure}/{action} "
                             f"(figures: {', '.join(KNOWN_FIGURES)}; measures: ratio, shift; actions: stop, warn)")
         try:
-            limit = float(rec["limit"])
+            limit = float(rec["max_move"])
         except (TypeError, ValueError):
             raise GateError(f"the seed {LIMITS_SEED}: the limit of {figure} is not a number") from None
         rows.append({"figure": figure, "measure": measure, "limit": limit, "action": action})
