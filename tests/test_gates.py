@@ -22,6 +22,7 @@ from crm_pipeline import gates
 from crm_pipeline.contract import COMPLAINTS, CUSTOMERS, ENTITIES, ORDERS
 from crm_pipeline.gates import GateError, GateSettings, expected_tier_counts, gate1_batch, gate1_rows, gate2_audit
 from crm_pipeline.gates import audit_inputs
+from crm_pipeline.gates.outliers import OutlierLimit
 from crm_pipeline.gates.audit import _gate2_columns
 from crm_pipeline.warehouse import Warehouse, WarehouseConfig
 
@@ -219,6 +220,47 @@ def test_complaints_rules():
     assert sorted(res.good["complaint_id"].tolist()) == [1, 7]
     assert res.good.set_index("complaint_id").loc[1, "description"].startswith("x'; DELETE")
     assert res.good["severity"].tolist() == [2, 4]
+
+
+def test_outlier_amounts_are_quarantined_above_the_limit():
+    """Limit = 100 × p99 of 10,000 = 1,000,000: 999,999,999.99 (under the range rule's
+    1e9) and 1,000,000.01 are outliers, 1,000,000.00 is not; a negative amount breaks the
+    range rule first and its reason lists the outlier too; the cost column's own limit
+    (100 × 50 = 5,000) catches 5,000.01."""
+    limits = {"gross_amount": OutlierLimit("gross_amount", 10000.0, 500, 100.0),
+              "cost_amount": OutlierLimit("cost_amount", 50.0, 500, 100.0)}
+    rows = [
+        order(1, gross_amount="999999999.99"),          # the incident's order
+        order(2, gross_amount="1000000.00"),            # at the limit: kept
+        order(3, gross_amount="1000000.01"),            # just over
+        order(4, gross_amount="-2000000"),              # range first, outlier too
+        order(5, cost_amount="5000.01"),                # the cost column's limit
+        order(6),                                       # good
+    ]
+    res = gate1_rows(ORDERS, pd.DataFrame(rows, dtype=object), {1}, as_of=AS_OF, outlier_limits=limits)
+    assert dict(zip(res.quarantined["_key"], res.quarantined["_rule"])) == {
+        "1": "outlier:gross_amount", "3": "outlier:gross_amount", "4": "range:gross_amount",
+        "5": "outlier:cost_amount"}
+    assert sorted(res.good["order_id"].tolist()) == [2, 6]
+    reasons = dict(zip(res.quarantined["_key"], res.quarantined["_reason"]))
+    assert reasons["1"] == ("outlier:gross_amount: gross_amount value '999999999.99' is above 100 × the p99 "
+                            "(10,000.00) of 500 recent non-zero values = 1,000,000.00; check it against the "
+                            "source and admit the row if it is right")
+    assert "range:gross_amount" in reasons["4"] and "outlier:gross_amount" in reasons["4"]
+    check = next(c for c in res.checks if c["rule"] == "outlier:gross_amount")
+    assert check["unexpected_count"] == 3 and not check["success"] and check["limit"] == 1_000_000.0
+    # without limits (a first load, a thin history) the same rows pass this rule
+    plain = gate1_rows(ORDERS, pd.DataFrame(rows, dtype=object), {1}, as_of=AS_OF)
+    assert set(plain.quarantined["_rule"]) == {"range:gross_amount"}
+
+
+def test_outlier_compensation_in_complaints():
+    """Another entity, another money column: a compensation of 9,000,000 against a limit of
+    100 × 900 = 90,000 is an outlier; 80,000 is not."""
+    limits = {"compensation_amount": OutlierLimit("compensation_amount", 900.0, 150, 100.0)}
+    rows = [complaint(1, compensation_amount="9000000"), complaint(2, compensation_amount="80000")]
+    res = gate1_rows(COMPLAINTS, pd.DataFrame(rows), [1, 2], as_of=AS_OF, outlier_limits=limits)
+    assert dict(zip(res.quarantined["_key"], res.quarantined["_rule"])) == {"1": "outlier:compensation_amount"}
 
 
 def test_missing_contract_column_raises():

@@ -108,6 +108,10 @@ def gate_marts(run_id: str, as_of: date) -> dict[str, Any]:
         details["passed"] = result.passed
         details["docs"] = result.docs_path
         details["failures"] = result.failures
+        details["warnings"] = result.warnings
+        details["key_figures"] = result.key_figures
+        for warning in result.warnings:
+            log.warning("%s", warning)
         if result.docs_path:
             wh.execute("update ops.pipeline_runs set docs = ? where run_id = ?", (result.docs_path, run_id))
         if not result.passed:

@@ -44,6 +44,9 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("CRM_PII_SALT", "(random, kept)", "salt of the hashed personal fields, set once on first use"),
     Variable("CRM_GATE_VOLUME_FACTOR", "10", "gate 1: a batch smaller or larger than this factor of the recent median stops"),
     Variable("CRM_GATE_MAX_QUARANTINE_SHARE", "0.2", "gate 1: a batch with a larger quarantined share stops"),
+    Variable("CRM_GATE_OUTLIER_FACTOR", "100", "gate 1: an amount above this multiple of the p99 of its column's recent amounts is quarantined (0: off)"),
+    Variable("CRM_GATE_OUTLIER_HISTORY_DAYS", "90", "gate 1: days of raw history the outlier rule's p99 is taken over"),
+    Variable("CRM_GATE_OUTLIER_MIN_ROWS", "100", "gate 1: fewest recent non-zero amounts a column needs before it has an outlier limit"),
     Variable("CRM_GATE_MAX_SEGMENT_DROP_SHARE", "0.2", "gate 2: largest drop of segmented customers vs published"),
     Variable("CRM_GATE_MAX_SEGMENT_MIX_SHIFT", "0.5", "gate 2: largest change of any segment's share vs published"),
     Variable("CRM_GATE_FAIL_ON_CLV", "false", "gate 2: CLV expectations fail the gate instead of warning"),
@@ -189,9 +192,13 @@ def gate_values() -> dict:
     for field, name in (("volume_factor", "CRM_GATE_VOLUME_FACTOR"),
                         ("max_quarantine_share", "CRM_GATE_MAX_QUARANTINE_SHARE"),
                         ("max_segment_drop_share", "CRM_GATE_MAX_SEGMENT_DROP_SHARE"),
-                        ("max_segment_mix_shift", "CRM_GATE_MAX_SEGMENT_MIX_SHIFT")):
+                        ("max_segment_mix_shift", "CRM_GATE_MAX_SEGMENT_MIX_SHIFT"),
+                        ("outlier_factor", "CRM_GATE_OUTLIER_FACTOR"),
+                        ("outlier_history_days", "CRM_GATE_OUTLIER_HISTORY_DAYS")):
         if raw(name):
             values[field] = _number(name, 0.0)
+    if raw("CRM_GATE_OUTLIER_MIN_ROWS"):
+        values["outlier_min_rows"] = int(_number("CRM_GATE_OUTLIER_MIN_ROWS", 100, integer=True, minimum=1))
     if raw("CRM_GATE_FAIL_ON_CLV"):
         values["fail_on_clv"] = _boolean("CRM_GATE_FAIL_ON_CLV", False)
     return values

@@ -1,7 +1,9 @@
 -- Owns the credit grade of every customer for the quarter containing the run date
 -- (grade_quarter), computed from data through the last day of the previous quarter: the
 -- indicator points summed per customer, by category and financial flag, and the grade of
--- seed credit_grade_cutoffs for the total. The mart customer_credit_grades publishes it.
+-- seed credit_grade_cutoffs for the total, and which indicators scored an end bin because
+-- their value lay beyond the scorecard's bins (beyond_range_indicators). The mart
+-- customer_credit_grades publishes its graded columns.
 {#- Incremental per quarter like the rest of the credit snapshot (macros/credit_snapshot.sql):
     every run inside a quarter grades from the same inputs, so the rows are reused. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='sync_all_columns',
@@ -27,6 +29,7 @@ customer_points as (
         {%- for name in indicators %}
         sum(case when indicator = '{{ name }}' then points else 0 end) as pts_{{ name }},
         max(case when indicator = '{{ name }}' and is_fallback then 1 else 0 end) as miss_{{ name }},
+        max(case when indicator = '{{ name }}' and is_beyond_range then 1 else 0 end) as beyond_{{ name }},
         {%- endfor %}
         {%- for cat in categories %}
         sum(case when category = '{{ cat }}' then points else 0 end) as cat_{{ cat }}_points,
@@ -34,6 +37,7 @@ customer_points as (
         sum(case when is_financial then points else 0 end) as financial_points,
         sum(case when not is_financial then points else 0 end) as non_financial_points,
         sum(case when is_fallback then 1 else 0 end) as missing_indicator_count,
+        sum(case when is_beyond_range then 1 else 0 end) as beyond_range_count,
         sum(points) as total_score
     from points
     group by customer_id
@@ -72,6 +76,14 @@ final as (
             {%- endfor %},
             2
         ) as varchar(1000)) as missing_indicators,
+        cast(customer_points.beyond_range_count as integer) as beyond_range_count,
+        -- indicators whose value lay outside the scorecard's bins (scored at the end bin)
+        cast(substr(
+            {%- for name in indicators %}
+            case when customer_points.beyond_{{ name }} = 1 then ',{{ name }}' else '' end{{ ' ||' if not loop.last }}
+            {%- endfor %},
+            2
+        ) as varchar(1000)) as beyond_range_indicators,
         {%- for name in indicators %}
         cast(indicators.ind_{{ name }} as decimal(18, 4)) as ind_{{ name }},
         cast(customer_points.pts_{{ name }} as decimal(6, 2)) as pts_{{ name }}{{ ',' if not loop.last }}

@@ -36,7 +36,8 @@ def extract_batch(wh: Warehouse, engine, entity: Entity, reader: str, *, as_of: 
     ``ops.extract_batches``: a batch is complete in ``raw`` or absent, and a retry after a
     failure drops the landing tables and starts again."""
     started = time.perf_counter()
-    with open_batch(wh, entity, reader, as_of=as_of, overlap=overlap) as (stats, landing, loaded_at, _):
+    with open_batch(wh, entity, reader, as_of=as_of, overlap=overlap,
+                    gate_settings=gate_settings) as (stats, landing, loaded_at, _):
         _land_chunks(wh, engine, entity, reader, stats, landing=landing, loaded_at=loaded_at,
                      chunk_rows=chunk_rows, customer_ids=customer_ids, gate_settings=gate_settings,
                      on_progress=on_progress)
@@ -62,7 +63,8 @@ def _land_chunks(wh: Warehouse, engine, entity: Entity, reader: str, stats: Batc
         stats.rows_duplicate += int(dup.sum())
         if not dup.all():
             fresh = chunk[~dup]
-            result = gates.gate1_rows(entity, fresh, customer_ids, as_of=stats.as_of, settings=gate_settings)
+            result = gates.gate1_rows(entity, fresh, customer_ids, as_of=stats.as_of, settings=gate_settings,
+                                      outlier_limits=stats.outlier_limits)
             good = result.good.copy()
             good["_row_hash"] = hashes[~dup].loc[good.index].to_numpy()
             bad = result.quarantined

@@ -219,7 +219,8 @@ def extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_o
     if why:
         log.info("%s: extracting in chunks, not in SQL: %s", entity.name, why)
         return None
-    with open_batch(wh, entity, "pushdown", as_of=as_of, overlap=overlap) as (stats, landing, loaded_at, scratch):
+    with open_batch(wh, entity, "pushdown", as_of=as_of, overlap=overlap,
+                    gate_settings=gate_settings) as (stats, landing, loaded_at, scratch):
         batch_id, window_start, window_end, is_initial = (stats.batch_id, stats.window_start, stats.window_end,
                                                           stats.is_initial)
         upd, key = ident(entity.updated_at), ident(entity.key)
@@ -255,7 +256,8 @@ def extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_o
             return stats
         # 1. the scan: typed columns, the row hash (of the source values) and gate 1's
         #    suspect flag, assuming each key once in the batch (checked right after)
-        flag_unique = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known, key_is_unique=True)
+        flag_unique = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known, key_is_unique=True,
+                                              outlier_limits=stats.outlier_limits)
         row_hash = loaded_row_hash_sql(wh, entity, types, initial=is_initial)
         wh.execute(
             f"create table {inc} as select *, ({flag_unique}) as _suspect from ("
@@ -283,7 +285,7 @@ def extract_pushdown(wh: Warehouse, engine, entity: Entity, *, schema: str, as_o
             if not key_unique:
                 dup_terms.append(f"row_number() over (partition by i.{key}, i._row_hash order by i.{upd}) > 1")
             suspect = gates.gate1_suspect_sql(entity, as_of=as_of, known_customers_sql=known,
-                                              key_is_unique=key_unique)
+                                              key_is_unique=key_unique, outlier_limits=stats.outlier_limits)
             flagged = f"raw.{ident(landing + '_flagged')}"
             wh.execute(f"create table {flagged} as select *, ({suspect}) as _suspect from "
                        f"(select i.* exclude (_suspect), ({' or '.join(dup_terms) or 'false'}) as _dup from {inc} i) "
@@ -373,7 +375,7 @@ def _gate_suspects(wh: Warehouse, entity: Entity, stats: BatchStats, suspects: p
     the known ids, called only here): good rows and quarantine into the landing tables,
     counts into ``stats``."""
     result = gates.gate1_rows(entity, suspects[list(entity.columns)], customer_ids and customer_ids(),
-                              as_of=stats.as_of, settings=gate_settings)
+                              as_of=stats.as_of, settings=gate_settings, outlier_limits=stats.outlier_limits)
     good = result.good.copy()
     good["_row_hash"] = _suspect_hashes(entity, suspects).loc[good.index].to_numpy()
     bad = result.quarantined

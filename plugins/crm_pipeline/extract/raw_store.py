@@ -70,11 +70,14 @@ class BatchStats:
     seconds: float = 0.0
     quarantine_rules: dict[str, int] = field(default_factory=dict)
     reader: str = ""
+    #: gate 1's outlier limit of each money column (``gates.outliers``); none on a first load
+    outlier_limits: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         values = asdict(self)
         for name in ("window_start", "window_end", "as_of"):
             values[name] = values[name].isoformat() if values[name] is not None else None
+        values["outlier_limits"] = {column: limit.as_dict() for column, limit in self.outlier_limits.items()}
         return values
 
 
@@ -221,10 +224,11 @@ def purge_unchecked_rows(wh: Warehouse, entity: Entity) -> int:
 
 
 @contextlib.contextmanager
-def open_batch(wh: Warehouse, entity: Entity, reader: str, *, as_of: date,
-               overlap: timedelta) -> Iterator[tuple[BatchStats, str, datetime, list[str]]]:
-    """A new batch: its window (from the watermark), its empty landing tables (after
-    dropping those of an unfinished attempt) and its load time. Yields (stats, landing
+def open_batch(wh: Warehouse, entity: Entity, reader: str, *, as_of: date, overlap: timedelta,
+               gate_settings=None) -> Iterator[tuple[BatchStats, str, datetime, list[str]]]:
+    """A new batch: its window (from the watermark), gate 1's outlier limits (from raw's
+    recent history; none for a first load), its empty landing tables (after dropping those
+    of an unfinished attempt) and its load time. Yields (stats, landing
     table name, loaded_at, scratch tables); the landing and scratch tables are dropped
     when the block ends, whatever happened. Logs the batch's counts on success."""
     batch_id = f"{entity.name}-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}"
@@ -233,6 +237,9 @@ def open_batch(wh: Warehouse, entity: Entity, reader: str, *, as_of: date,
     purge_unchecked_rows(wh, entity)
     window_start, window_end = extraction_window(wh, entity, as_of, overlap)
     stats = BatchStats(entity.name, batch_id, as_of, window_start, window_end, window_start is None, reader=reader)
+    if not stats.is_initial:
+        stats.outlier_limits = gates.outlier_limits(wh, entity, window_end=window_end,
+                                                    settings=gate_settings or gates.GateSettings())
     loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
     scratch: list[str] = [f"{schema}.{ident(landing)}" for schema in ("raw", "quarantine")]
     for schema in ("raw", "quarantine"):

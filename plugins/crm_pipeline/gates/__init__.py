@@ -23,20 +23,23 @@ file a second time. Any expectation whose metric raised, or whose success is und
 counts as a failure.
 
 Modules: ``results`` (errors, settings, results), ``gx_runtime``, ``suites``, ``coercion``,
-``rules``, ``rows``, ``suspect_sql``, ``batch``, and for gate 2 ``audit`` with
-``audit_inputs``, ``audit_datasets`` and ``audit_gx``.
+``rules``, ``outliers`` (amounts implausible against the recent history), ``rows``,
+``suspect_sql``, ``batch``, and for gate 2 ``audit`` with
+``audit_inputs``, ``audit_datasets``, ``audit_gx`` and ``key_figures`` (the night's
+business numbers against the last published date).
 """
 
 from crm_pipeline.gates.audit import gate2_audit
 from crm_pipeline.gates.audit_datasets import expected_tier_counts
 from crm_pipeline.gates.batch import gate1_batch
+from crm_pipeline.gates.outliers import OutlierLimit, outlier_limits
 from crm_pipeline.gates.results import BatchVerdict, Gate1Result, Gate2Result, GateError, GateSettings
 from crm_pipeline.gates.rows import gate1_rows
 from crm_pipeline.gates.suites import load_suite_file, suite_path
 from crm_pipeline.gates.suspect_sql import CannotCompile, gate1_suspect_sql
 
 __all__ = [
-    "BatchVerdict", "CannotCompile", "Gate1Result", "Gate2Result", "GateError", "GateSettings",
+    "BatchVerdict", "CannotCompile", "Gate1Result", "Gate2Result", "GateError", "GateSettings", "OutlierLimit",
     "expected_tier_counts", "gate1_batch", "gate1_rows", "gate1_suspect_sql", "gate2_audit",
-    "load_suite_file", "suite_path",
+    "load_suite_file", "outlier_limits", "suite_path",
 ]

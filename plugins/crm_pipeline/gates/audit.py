@@ -1,6 +1,7 @@
 """Gate 2: the dbt-built ``audit`` marts checked before publish with ``audit_marts.json``.
 This module reads each mart (only the columns its checks name) and the audit schema's
-column names, runs the datasets in GX and words each failure as one sentence."""
+column names, runs the datasets in GX, compares the key figures with the last published
+date (``key_figures``) and words each failure as one sentence."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from crm_pipeline.gates.audit_gx import run_gate2_gx
 from crm_pipeline.gates.audit_inputs import Seeds, gate2_params, read_frame, seed_references, substitute
 from crm_pipeline.gates.coercion import jsonable
 from crm_pipeline.gates.gx_runtime import result_error
+from crm_pipeline.gates.key_figures import key_figure_verdicts
 from crm_pipeline.gates.results import MESSAGE_CHARS, Gate2Result, GateError, GateSettings
 from crm_pipeline.gates.suites import load_suite_file
 from crm_pipeline.warehouse import ident
@@ -86,8 +88,11 @@ def _gate2_audit(wh, *, as_of, docs_dir, settings, expected_customers) -> Gate2R
         warnings.simplefilter("ignore")
         results = run_gate2_gx(resolved, docs_dir, as_of) if resolved else []
     warnings_ = _verdicts(resolved, results, settings, failures, checks)
+    figures = key_figure_verdicts(wh, seeds, as_of=as_of, failures=failures, warnings_=warnings_, checks=checks,
+                                  audit_schema=schema)
     docs_path = str(Path(docs_dir) / "index.html") if resolved else None
-    return Gate2Result(passed=not failures, failures=failures, checks=checks, docs_path=docs_path, warnings=warnings_)
+    return Gate2Result(passed=not failures, failures=failures, checks=checks, docs_path=docs_path, warnings=warnings_,
+                       key_figures=figures)
 
 
 def _mart_datasets(wh: "Warehouse", spec: dict, schema: str, existing: set[str], params: dict,

@@ -28,6 +28,13 @@ class GateSettings:
     #: gate 2: CLV expectations (marked ``"soft": "clv"`` in audit_marts.json) fail the gate
     #: only when True; otherwise they are reported as warnings
     fail_on_clv: bool = False
+    #: gate 1: an amount above this multiple of the p99 of its column's recent amounts is
+    #: quarantined as an outlier (0: no outlier rule)
+    outlier_factor: float = 100.0
+    #: gate 1: the days of raw history (by updated_at, before the window end) the p99 reads
+    outlier_history_days: float = 90.0
+    #: gate 1: fewest recent non-zero amounts of a column for it to get a limit at all
+    outlier_min_rows: int = 100
 
     @classmethod
     def from_env(cls) -> "GateSettings":
@@ -61,3 +68,5 @@ class Gate2Result:
     checks: list[dict]
     docs_path: str | None
     warnings: list[str] = field(default_factory=list)
+    #: the key figures against the last published date (``gates.key_figures``), one per figure
+    key_figures: list[dict] = field(default_factory=list)

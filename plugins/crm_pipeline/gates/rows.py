@@ -14,6 +14,7 @@ import pandas as pd
 from crm_pipeline.contract import Entity
 from crm_pipeline.gates.coercion import coerce_batch, jsonable
 from crm_pipeline.gates.gx_runtime import result_error, validate_gate1_frame
+from crm_pipeline.gates.outliers import OutlierLimit, outlier_rows
 from crm_pipeline.gates.results import Gate1Result, GateError, GateSettings
 from crm_pipeline.gates.rules import KIND_BY_TYPE, key_text, plural, reason, record_json, resolve_bound
 from crm_pipeline.gates.suites import raw_suite
@@ -63,13 +64,15 @@ def gate1_rows(
     *,
     as_of: date,
     settings: GateSettings | None = None,
+    outlier_limits: dict[str, OutlierLimit] | None = None,
 ) -> Gate1Result:
     """Split one extracted batch into typed good rows and quarantined rows.
 
     Rules run in the order of ``expectations/raw_<entity>.json`` (pandas pre-checks first,
-    then the GX expectations); a row is quarantined once, under its first broken rule, and
-    its ``_reason`` lists every rule it breaks. Raises ``GateError`` when the batch misses a
-    contract column or a rule cannot be evaluated."""
+    then the GX expectations), then the outlier rule of each column in ``outlier_limits``
+    (``gates.outliers``: ``outlier:<column>``); a row is quarantined once, under its first
+    broken rule, and its ``_reason`` lists every rule it breaks. Raises ``GateError`` when
+    the batch misses a contract column or a rule cannot be evaluated."""
     spec = raw_suite(entity)
     missing = [column for column in entity.columns if column not in batch.columns]
     if missing:
@@ -80,7 +83,21 @@ def gate1_rows(
     _run_pre_checks(entity, spec, parse_bad, cleaned, broken)
     frame, gx_configs, gx_rules = _gx_expectations(entity, spec, typed, known_customer_ids, as_of, broken)
     _run_gx_expectations(entity, frame, gx_configs, gx_rules, parse_bad, broken)
+    _run_outlier_rules(typed, outlier_limits or {}, broken)
     return _split(entity, batch, typed, broken)
+
+
+def _run_outlier_rules(typed: pd.DataFrame, limits: dict[str, OutlierLimit], broken: _BrokenRules) -> None:
+    """Each column's outlier rule: rows whose absolute amount is above its limit."""
+    for column, limit in limits.items():
+        if column not in typed.columns:
+            continue
+        rows = outlier_rows(typed, limit)
+        rule = f"outlier:{column}"
+        broken.add({"rule": rule, "kind": "outlier", "column": column, "params": limit.as_dict()}, rows)
+        broken.checks.append({"rule": rule, "expectation": "amount_within_recent_distribution", "column": column,
+                              "success": len(rows) == 0, "unexpected_count": int(len(rows)),
+                              "examples": broken.examples(column, rows), "limit": limit.limit})
 
 
 def _run_pre_checks(entity: Entity, spec: dict, parse_bad: dict[str, np.ndarray],

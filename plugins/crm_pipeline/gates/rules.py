@@ -14,6 +14,7 @@ import pandas as pd
 
 from crm_pipeline.contract import Entity
 from crm_pipeline.gates.coercion import SURROGATE_RE, is_null, jsonable
+from crm_pipeline.gates.outliers import outlier_reason
 from crm_pipeline.gates.results import GateError
 
 _AS_OF_RE = re.compile(r"^\$as_of([+-]\d+)d$")
@@ -85,6 +86,8 @@ def reason(rule: str, kind: str, column: str | None, orig: dict, params: dict, e
         length = len(str(value)) if value is not None else 0
         return (f"{column} is {length:,} characters long (max {params.get('max_value')}), "
                 f"starting {_short(value, 40)}")
+    if kind == "outlier":
+        return outlier_reason(column, _short(value), params)
     if kind == "fk":
         return f"{column} {_short(value)} is not a known customer"
     if kind == "order":

@@ -13,6 +13,7 @@ import pandas as pd
 
 from crm_pipeline.contract import Entity
 from crm_pipeline.gates.coercion import CONTROL_RE
+from crm_pipeline.gates.outliers import OutlierLimit, outlier_sql_terms
 from crm_pipeline.gates.results import GateError
 from crm_pipeline.gates.rules import resolve_bound
 from crm_pipeline.gates.suites import raw_suite
@@ -116,7 +117,7 @@ def _expectation_term(entity: Entity, exp: dict, *, as_of: date, known_customers
 
 
 def gate1_suspect_sql(entity: Entity, *, as_of: date, known_customers_sql: str | None,
-                      key_is_unique: bool) -> str:
+                      key_is_unique: bool, outlier_limits: dict[str, OutlierLimit] | None = None) -> str:
     """A SQL predicate over the batch's columns that is true for every row gate 1 could
     quarantine or change (``expectations/raw_<entity>.json`` compiled rule by rule, plus
     text with control characters or empty strings, which the pandas pre-checks treat).
@@ -126,7 +127,8 @@ def gate1_suspect_sql(entity: Entity, *, as_of: date, known_customers_sql: str |
     predicate is conservative: any rule it cannot express raises ``CannotCompile``.
     ``known_customers_sql`` is a subquery of the customer ids that exist (None: the
     foreign-key rule does not apply, as for the customers themselves); with
-    ``key_is_unique`` the batch holds each key once, so no compound key repeats."""
+    ``key_is_unique`` the batch holds each key once, so no compound key repeats; with
+    ``outlier_limits`` an amount above its column's limit is a suspect too."""
     spec = raw_suite(entity)
     terms = _pre_check_terms(entity, spec)
     for exp in spec.get("expectations", []):
@@ -134,6 +136,7 @@ def gate1_suspect_sql(entity: Entity, *, as_of: date, known_customers_sql: str |
                                  key_is_unique=key_is_unique)
         if term is not None:
             terms.append(term)
+    terms += outlier_sql_terms(outlier_limits)
     # a null inside a term means "this rule does not apply", never "unknown": a row is a
     # suspect or it is not, so no row can fall between the two sides of the split
     return " or ".join(f"coalesce({term}, false)" for term in terms) if terms else "false"
