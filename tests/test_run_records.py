@@ -104,6 +104,8 @@ def test_an_unreachable_source_says_it_is_retrying_while_it_waits(tmp_path):
     second = output.index("attempt 2 of 3 failed, trying again in 2 s or more")
     final = output.index("crm_nightly as_of 2026-03-31: failed")
     assert first < second < final
+    # and says what to do
+    assert "→ check that the source is reachable and that its URL and credentials are right" in output
     assert "attempt 3 of 3" not in output  # the last attempt fails the run, it is not retried
 
 

@@ -154,6 +154,23 @@ def _print_summary(summary: dict, home: Path) -> None:
         console.print(f"dbt docs:  {dbt_docs}")
 
 
+#: what to do after a run failed in a stage (the message starts with the stage's name)
+STAGE_HINTS = {
+    "extract": "check that the source is reachable and that its URL and credentials are right (--source, "
+               "or the crm_source connection), then run again; nothing was published",
+    "gate": "published is unchanged: the failed checks are in the data docs; fix the data at the source (or "
+            "the rule, if it is wrong) and run again",
+    "publish": "published is unchanged (the publish is one transaction); run again",
+}
+
+
+def failure_hint(message: str, log_path: Path) -> str:
+    """What to do after a failed run, from the stage its message names."""
+    stage_name = message.split(":", 1)[0].strip()
+    hint = STAGE_HINTS.get("gate" if stage_name.startswith("gate") else stage_name)
+    return hint or f"published is unchanged; the run's whole log is {log_path}"
+
+
 def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
              customers: int = DEFAULT_CUSTOMERS, seed: int = DEFAULT_SEED, quiet: bool = False) -> dict:
     """Run the DAG for one date and return the run summary (used by run and backfill).
@@ -221,6 +238,8 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
     storage = _storage_error(summary["message"], home, warehouse_url) if summary.get("message") else None
     if storage is not None and summary.get("status") != "success":
         summary["message"], summary["hint"] = str(storage), storage.hint
+    if summary.get("status") != "success" and not summary.get("hint"):
+        summary["hint"] = failure_hint(summary.get("message") or "", log_path)
     if not quiet:
         _print_summary(summary, home)
     return summary
