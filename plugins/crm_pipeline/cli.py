@@ -19,6 +19,7 @@ from crm_pipeline import airflow_local, demo, runs, settings
 from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
+from crm_pipeline.cli_quarantine import quarantine_app
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
                                      _home, _parse_date, _storage_error, _warehouse_url, _yesterday, console)
 from crm_pipeline.cli_progress import StageProgress
@@ -114,6 +115,16 @@ def _print_summary(summary: dict, home: Path) -> None:
             t.add_column(col, justify="left" if col == "entity" else "right")
         for e in summary["entities"]:
             t.add_row(e["entity"], *(f"{int(e[k]):,}" for k in ("extracted", "duplicate", "staged", "quarantined")))
+        console.print(t)
+    if summary.get("quarantine"):
+        states, landed = summary["quarantine"].get("states") or {}, summary["quarantine"].get("landed") or {}
+        t = Table(title="quarantine (rows per state)")
+        for col in ("entity", "waiting", "admitted", "rejected", "superseded", "landed tonight"):
+            t.add_column(col, justify="left" if col == "entity" else "right")
+        for name, counts in states.items():
+            tonight = landed.get(name) or {}
+            t.add_row(name, *(f"{int(counts.get(k, 0)):,}" for k in ("waiting", "admitted", "rejected", "superseded")),
+                      f"{int(tonight.get('admitted', 0)) + int(tonight.get('by_analyst', 0)):,}")
         console.print(t)
     if summary.get("published"):
         t = Table(title="published")
@@ -307,6 +318,7 @@ def backfill(
 app.command("bench")(bench)
 app.command("status")(status)
 app.add_typer(clv_app, name="clv")
+app.add_typer(quarantine_app, name="quarantine")
 
 
 def main() -> None:

@@ -96,6 +96,14 @@ def extract(run_id: str, as_of: date) -> list[dict]:
             }
             for batch in stats
         }
+        # the waiting room, after every entity's batch: rows whose customer is known now
+        # (or that an analyst admitted) land in raw as a batch of their own
+        landed = extraction.admit_waiting(wh, as_of=as_of, run_id=run_id,
+                                          gate_settings=gates.GateSettings.from_env())
+        details["quarantine"] = {
+            "landed": {name: one.as_dict() for name, one in landed.items() if one.batch_id or one.superseded},
+            "states": extraction.state_counts(wh),
+        }
     return [batch.as_dict() for batch in stats]
 
 

@@ -187,6 +187,10 @@ def run_summary(wh: Warehouse, run_id: str) -> dict[str, Any]:
             (run_id,),
         )
     ]
+    extract_details = next((s["details"] for s in out["stages"] if s["stage"] == "extract"), {})
+    if extract_details.get("quarantine"):
+        # rows per state of every quarantine table after the night's admissions, and what landed
+        out["quarantine"] = extract_details["quarantine"]
     if wh.table_exists("ops", "extract_batches"):
         # summed per entity: a retried extract leaves one row per attempt that committed;
         # a re-run of the same date (same Airflow run id) counts only its own batches

@@ -2,6 +2,18 @@
 entity per run, its window derived from what already landed in ``raw``, committed whole
 or not at all. This package exposes the API the pipeline, benchmarks and tests use."""
 
+from crm_pipeline.extract.admission import (
+    ADMITTED,
+    PARENT_RULE,
+    REJECTED,
+    STATES,
+    SUPERSEDED,
+    DecisionRefused,
+    admit_waiting,
+    decide,
+    list_rows,
+    state_counts,
+)
 from crm_pipeline.extract.hashing import (
     key_text,
     loaded_row_hash_sql,
@@ -26,6 +38,7 @@ from crm_pipeline.extract.raw_store import (
     NEVER_VISIBLE,
     OPS_DDL,
     QUARANTINE_COLUMNS,
+    WAITING,
     BatchRejected,
     BatchStats,
     drop_landing_tables,
@@ -69,7 +82,10 @@ __all__ = [
     # the raw store
     "BatchRejected", "BatchStats", "ensure_tables", "watermark", "index_raw_windows", "extraction_window",
     "recent_batch_sizes", "drop_landing_tables", "purge_unchecked_rows",
-    "LANDING_PREFIX", "NEVER_VISIBLE", "OPS_DDL", "QUARANTINE_COLUMNS",
+    "LANDING_PREFIX", "NEVER_VISIBLE", "OPS_DDL", "QUARANTINE_COLUMNS", "WAITING",
+    # the waiting room: states of quarantined rows and the decisions on them
+    "admit_waiting", "decide", "list_rows", "state_counts", "DecisionRefused",
+    "STATES", "ADMITTED", "REJECTED", "SUPERSEDED", "PARENT_RULE",
     # the pushdown path
     "pushdown_possible", "sql_warehouse", "attached_source", "source_key_is_unique", "source_window_indexed",
     "SOURCE_ALIAS", "WAREHOUSE_ALIAS", "SUSPECT_MARK", "INDEXED_WINDOW_MARGIN",

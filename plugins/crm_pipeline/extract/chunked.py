@@ -14,6 +14,7 @@ from crm_pipeline import gates
 from crm_pipeline.contract import Entity
 from crm_pipeline.extract.hashing import join_columns, key_text, row_hashes
 from crm_pipeline.extract.raw_store import (
+    WAITING,
     BatchStats,
     commit_batch,
     existing_versions,
@@ -102,4 +103,5 @@ def write_chunk(wh: Warehouse, entity: Entity, good: pd.DataFrame, bad: pd.DataF
         bad["_batch_id"] = batch_id
         bad["_as_of"] = as_of
         bad["_loaded_at"] = loaded_at
+        bad["_state"] = WAITING
         wh.append_df("quarantine", landing, bad)

@@ -48,7 +48,19 @@ QUARANTINE_COLUMNS = {
     "_reason": "text",
     "_record": "text",
     "_loaded_at": "timestamp",
+    # a quarantined row's state: waiting (no decision yet), admitted (by the pipeline once
+    # its customer is known, or by an analyst), rejected (by an analyst) or superseded (a
+    # version as new or newer landed in raw); who decided, when and why; the raw batch an
+    # admitted row landed in (empty while an analyst's admission waits for the next run)
+    "_state": "text",
+    "_decided_at": "timestamp",
+    "_decided_by": "text",
+    "_decision_reason": "text",
+    "_admitted_batch_id": "text",
 }
+#: the state of every row gate 1 quarantines, and of the rows of a quarantine table
+#: written before states existed (see docs/design.md, "Quarantine is a waiting room")
+WAITING = "waiting"
 
 
 class BatchRejected(RuntimeError):
@@ -91,6 +103,19 @@ def ensure_tables(wh: Warehouse) -> None:
     for entity in ENTITIES:
         body = ", ".join(f"{column} {wh.sql_type(logical)}" for column, logical in QUARANTINE_COLUMNS.items())
         wh.execute(f"create table if not exists quarantine.{ident(entity.name)} ({body})")
+        migrate_quarantine(wh, entity)
+
+
+def migrate_quarantine(wh: Warehouse, entity: Entity) -> None:
+    """A quarantine table written before rows had a state gets the decision columns; its
+    rows become ``waiting`` (whatever their rule: nobody has decided on any of them)."""
+    table = f"quarantine.{ident(entity.name)}"
+    present = set(wh.columns("quarantine", entity.name))
+    missing = [column for column in QUARANTINE_COLUMNS if column not in present]
+    for column in missing:
+        wh.execute(f"alter table {table} add column {column} {wh.sql_type(QUARANTINE_COLUMNS[column])}")
+    if "_state" in missing:
+        wh.execute(f"update {table} set _state = ? where _state is null", (WAITING,))
 
 
 def watermark(wh: Warehouse, entity: Entity, before: datetime) -> datetime | None:
