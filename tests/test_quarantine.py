@@ -130,8 +130,10 @@ def test_order_for_a_customer_arriving_a_night_later_is_admitted_and_published(d
 
 def test_order_whose_customer_was_quarantined_then_fixed_comes_back(duckdb_replay):
     with open_wh(duckdb_replay["wh_url"]) as wh:
+        # the customer fixed at the source came back through the window: its quarantined
+        # version is superseded by the version in raw
         assert wh.query("select _state, _rule from quarantine.customers where _key = ?", (str(FIXED_CUSTOMER),)) == [
-            ("waiting", "in_set:customer_type")]
+            ("superseded", "in_set:customer_type")]
         assert wh.query("select customer_type from raw.customers where customer_id = ?", (FIXED_CUSTOMER,)) == [
             ("enterprise",)]
         [row] = _quarantined(wh, FIXED_CUSTOMER_ORDER)
@@ -184,15 +186,16 @@ def test_a_row_fixed_at_the_source_supersedes_its_quarantined_version(duckdb_rep
 
 def test_counts_per_state_are_in_the_summary_and_the_run_record(duckdb_replay):
     # orders after night 2: admitted 9_100_001, 9_100_002 (pipeline) and 9_100_004 (analyst);
-    # waiting 9_100_003; rejected 9_100_005; superseded 9_100_006. customers: 8_100_002 waiting.
+    # waiting 9_100_003; rejected 9_100_005; superseded 9_100_006. customers: 8_100_002
+    # superseded (fixed at the source on night 2).
     expected_orders = {"waiting": 1, "admitted": 3, "rejected": 1, "superseded": 1}
     with open_wh(duckdb_replay["wh_url"]) as wh:
         details = json.loads(wh.scalar(
             "select details from ops.run_stages s join ops.pipeline_runs r using (run_id) "
             "where s.stage = 'extract' and r.as_of = ?", (NEXT,)))
     assert details["quarantine"]["states"]["orders"] == expected_orders
-    assert details["quarantine"]["states"]["customers"] == {"waiting": 1, "admitted": 0, "rejected": 0,
-                                                            "superseded": 0}
+    assert details["quarantine"]["states"]["customers"] == {"waiting": 0, "admitted": 0, "rejected": 0,
+                                                            "superseded": 1}
     assert details["quarantine"]["landed"]["orders"]["admitted"] == 2
     assert details["quarantine"]["landed"]["orders"]["by_analyst"] == 1
     printed = duckdb_replay["night2"].output

@@ -10,14 +10,13 @@ from typing import List, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from crm_pipeline import extract
 from crm_pipeline.cli_common import UserError, _guard, _home, _warehouse_url, console
 from crm_pipeline.connections import WarehouseConfig
 from crm_pipeline.warehouse import Warehouse
 
-quarantine_app = typer.Typer(add_completion=False, no_args_is_help=True,
+quarantine_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                              help="Quarantined rows: list them, admit or reject them with a reason.")
 
 _HOME = typer.Option(None, "--home", help="State folder (default ./.crm).")
@@ -52,14 +51,15 @@ def list_rows(
         except extract.DecisionRefused as exc:
             raise UserError(str(exc), "see `crm quarantine list --help`") from None
         counts = extract.state_counts(wh)
-    t = Table(title="quarantined rows")
-    for col in ("entity", "key", "state", "rule", "reason", "as_of", "decided by", "decided at", "why"):
-        t.add_column(col)
+    # a row per line, its reason and the decision beneath it: whole keys and reasons at 80 columns
+    console.print(f"[bold]quarantined rows[/] ({len(rows):,} shown)")
     for r in rows:
-        t.add_row(r["entity"], str(r["key"]), r["state"] or "-", r["rule"] or "-", escape((r["reason"] or "")[:80]),
-                  str(r["as_of"]), r["decided_by"] or "-", str(r["decided_at"] or "-")[:19],
-                  escape((r["decision_reason"] or "-")[:60]))
-    console.print(t)
+        console.print(f"{r['entity']} [bold]{escape(str(r['key']))}[/]  {r['state'] or '-'}  {r['rule'] or '-'}  "
+                      f"as_of {r['as_of']}", highlight=False)
+        console.print(f"  reason: {escape(r['reason'] or '-')}", highlight=False)
+        if r["decided_by"]:
+            console.print(f"  {r['state']} by {escape(r['decided_by'])} at {str(r['decided_at'])[:16]}: "
+                          f"{escape(r['decision_reason'] or '-')}", highlight=False)
     for name, per_state in counts.items():
         if entity is None or name == entity:
             console.print(f"{name}: " + ", ".join(f"{count:,} {st}" for st, count in per_state.items()))
