@@ -20,6 +20,7 @@ from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
 from crm_pipeline.cli_quarantine import quarantine_app
+from crm_pipeline.cli_reconcile import reconcile
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
                                      _home, _parse_date, _storage_error, _warehouse_url, _yesterday, console)
 from crm_pipeline.cli_progress import StageProgress
@@ -317,6 +318,7 @@ def backfill(
 
 app.command("bench")(bench)
 app.command("status")(status)
+app.command("reconcile")(reconcile)
 app.add_typer(clv_app, name="clv")
 app.add_typer(quarantine_app, name="quarantine")
 

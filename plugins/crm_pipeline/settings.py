@@ -36,6 +36,9 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("CRM_EXTRACT_READER", "auto", "source reader: auto, pushdown, duckdb, connectorx or sqlalchemy"),
     Variable("CRM_EXTRACT_DUCKDB_MEMORY", "1GB", "memory of the in-process DuckDB that reads a PostgreSQL source"),
     Variable("CRM_EXTRACT_RETRIES", "3", "times the extract task is tried again when the source fails"),
+    Variable("CRM_RECONCILE_DAYS", "7", "days of changes compared row by row with the source every night (0 = off)"),
+    Variable("CRM_RECONCILE_FULL_EVERY_DAYS", "7",
+             "every N-th night compares every key with the source and records hard deletes (0 = only `crm reconcile`)"),
     Variable("CRM_RETRY_DELAY_SECONDS", "10", "first wait before a task is tried again (doubling each time)"),
     Variable("CRM_DUCKDB_MEMORY_LIMIT", "512MB", "DuckDB warehouse memory while extraction writes it"),
     Variable("CRM_DBT_DUCKDB_MEMORY_LIMIT", "2500MB", "DuckDB memory for dbt's models (read by dbt's profile)"),
@@ -151,6 +154,14 @@ def extract_reader() -> str:
 
 def extract_retries() -> int:
     return int(_number("CRM_EXTRACT_RETRIES", 3, integer=True))
+
+
+def reconcile_days() -> int:
+    return int(_number("CRM_RECONCILE_DAYS", 7, integer=True))
+
+
+def reconcile_full_every_days() -> int:
+    return int(_number("CRM_RECONCILE_FULL_EVERY_DAYS", 7, integer=True))
 
 
 def retry_delay() -> timedelta:

@@ -2,6 +2,13 @@
 entity per run, its window derived from what already landed in ``raw``, committed whole
 or not at all. This package exposes the API the pipeline, benchmarks and tests use."""
 
+from crm_pipeline.extract.accounting import (
+    Accounting,
+    SourceNotReconciled,
+    account_for_source,
+    canonical_change_time,
+    require_reconciled,
+)
 from crm_pipeline.extract.admission import (
     ADMITTED,
     PARENT_RULE,
@@ -83,6 +90,8 @@ __all__ = [
     "BatchRejected", "BatchStats", "ensure_tables", "watermark", "index_raw_windows", "extraction_window",
     "recent_batch_sizes", "drop_landing_tables", "purge_unchecked_rows",
     "LANDING_PREFIX", "NEVER_VISIBLE", "OPS_DDL", "QUARANTINE_COLUMNS", "WAITING",
+    # every source row accounted for
+    "account_for_source", "require_reconciled", "canonical_change_time", "Accounting", "SourceNotReconciled",
     # the waiting room: states of quarantined rows and the decisions on them
     "admit_waiting", "decide", "list_rows", "state_counts", "DecisionRefused",
     "STATES", "ADMITTED", "REJECTED", "SUPERSEDED", "PARENT_RULE",

@@ -157,7 +157,9 @@ def extraction_window(wh: Warehouse, entity: Entity, as_of: date, overlap: timed
 def recent_batch_sizes(wh: Warehouse, entity: Entity, as_of: date, n: int = 7) -> list[int]:
     """The rows extracted by the ``n`` latest incremental batches of ``entity`` before ``as_of``."""
     rows = wh.query(
-        "select rows_extracted from ops.extract_batches where entity = ? and not is_initial and as_of < ? "
+        # side batches (rows read beside the window, hard deletes) have no window start
+        "select rows_extracted from ops.extract_batches where entity = ? and not is_initial "
+        "and window_start is not null and as_of < ? "
         "order by as_of desc limit ?",
         (entity.name, as_of, n),
     )
