@@ -19,6 +19,7 @@ from crm_pipeline import airflow_local, demo, runs, settings
 from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
+from crm_pipeline.cli_docs import docs
 from crm_pipeline.cli_quarantine import quarantine_app
 from crm_pipeline.cli_reconcile import reconcile
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
@@ -319,6 +320,7 @@ def backfill(
 app.command("bench")(bench)
 app.command("status")(status)
 app.command("reconcile")(reconcile)
+app.command("docs")(docs)
 app.add_typer(clv_app, name="clv")
 app.add_typer(quarantine_app, name="quarantine")
 

@@ -20,8 +20,9 @@ from cosmos import settings as cosmos_settings
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from crm_pipeline import progress, runs, settings
+from crm_pipeline import docs_site, progress, runs, settings
 from crm_pipeline.connections import RunSettings
+from crm_pipeline.publish import PUBLISHED_TABLES
 from crm_pipeline.settings import DBT_PROJECT_DIR
 
 #: dbt selectors of the two stages of the nightly build: seeds, staging and the
@@ -226,5 +227,9 @@ def generate_docs(target_dir, as_of: str, *, force: bool = False) -> tuple[str, 
                 os.environ[k] = v
     if not result.success:
         raise DbtStageError(f"dbt docs generate failed: {result.exception or 'see the dbt log'}")
+    # the published marts under their published names, and the data inside the page so
+    # it opens from disk (docs_site.py)
+    docs_site.publish_names(Path(target_dir), {table.name for table in PUBLISHED_TABLES})
+    docs_site.inline_index(Path(target_dir), Path(target_dir) / "index.html")
     (Path(target_dir) / DOCS_FINGERPRINT_FILE).write_text(fingerprint)
     return str(Path(target_dir) / "index.html"), True

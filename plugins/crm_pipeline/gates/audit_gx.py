@@ -8,6 +8,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from crm_pipeline.docs_site import localise_data_docs
 from crm_pipeline.errors import first_line
 from crm_pipeline.gates.audit_datasets import Dataset
 from crm_pipeline.gates.gx_runtime import build_suite, gx_lock, import_gx, in_suite_order, no_progress_bars
@@ -87,6 +88,7 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
                 and k.run_id.run_time == run_id.run_time]
         suites = [ExpectationSuiteIdentifier(name=name) for name in suite_names]
         context.build_data_docs(site_names=[site], resource_identifiers=mine + suites)
+        localise_data_docs(docs_dir)  # shipped stylesheets and scripts instead of CDNs
         return out
     except GateError:
         raise
