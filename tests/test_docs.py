@@ -106,6 +106,9 @@ def test_the_data_docs_are_styled_offline(home, served, browser):
     assert docs_site.remote_loads(home / "docs" / "gx") == []
     browser.get(served["data docs"])
     _text_appears(browser, "Expectation Suites")
+    # the index lists the night's validation runs (a table its scripts draw: offline it
+    # stayed empty while they came from a CDN)
+    _text_appears(browser, "gate2 as_of 2026-03-31")
     loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(name.startswith("http://127.0.0.1:") for name in loaded), loaded
     rules = browser.execute_script(
