@@ -191,7 +191,11 @@ def test_expected_order_value_by_hand():
     # population mean p·γ/(q−1) = 90/3 = 30; x = 2, m = 40: (6·(15+80))/(12+3) = 38
     assert clv.expected_average_order_value(gg, 0, 0.0) == pytest.approx(30.0)
     assert clv.expected_average_order_value(gg, 2, 40.0) == pytest.approx(38.0)
-    assert clv.expected_average_order_value(gg, 3, -5.0) == pytest.approx(30.0)  # no usable spend
+    # repeat purchases that all came back (net 0 or below): m = 0 in the same formula,
+    # 6·15 / (6·3 + 3) = 90/21, not the population mean 30
+    assert clv.expected_average_order_value(gg, 3, 0.0) == pytest.approx(90 / 21)
+    assert clv.expected_average_order_value(gg, 3, -5.0) == pytest.approx(90 / 21)
+    assert clv.expected_average_order_value(gg, 1, 0.0) == pytest.approx(90 / 9)
 
 
 # --------------------------------------------------------------------------------------

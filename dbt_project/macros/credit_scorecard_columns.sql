@@ -29,3 +29,10 @@
     {%- endfor -%}
     {{ return(columns) }}
 {%- endmacro %}
+
+{#- The type of an indicator's value while it is scored: a double, never rounded, so a
+    value binned by the scorecard is the exact value (see docs/rules.md, "Exact credit
+    grades"); the published grade row rounds it to four decimals for display only. -#}
+{% macro credit_indicator_type() -%}
+    {{ return('double precision' if target.type == 'postgres' else 'double') }}
+{%- endmacro %}

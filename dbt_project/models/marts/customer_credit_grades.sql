@@ -3,7 +3,8 @@
 -- the quarter publishes identical rows; the publish step appends them to history keyed by
 -- grade_quarter. Each indicator's value and points are carried so a credit officer can see
 -- why a customer has its grade. The grading itself is int_credit_grades (kept for the
--- quarter); this mart publishes its columns.
+-- quarter); this mart publishes its columns, the indicator values rounded to four
+-- decimals for display (their points come from the exact values).
 with grades as (
     select * from {{ ref('int_credit_grades') }}
 ),
@@ -11,7 +12,12 @@ with grades as (
 final as (
     select
         {%- for column in credit_grade_columns() %}
-        {{ column }}{{ ',' if not loop.last }}
+        {#- indicators are scored on their exact values; the row shows them to four decimals #}
+        {% if column.startswith('ind_') -%}
+        cast({{ column }} as decimal(18, 4)) as {{ column }}
+        {%- else -%}
+        {{ column }}
+        {%- endif %}{{ ',' if not loop.last }}
         {%- endfor %}
     from grades
 )

@@ -71,14 +71,17 @@ def expected_average_order_value(gg: GammaGammaFit, x, m):
     """E[spend per purchase | x, m] (Fader & Hardie 2013, eq. 5).
 
     A weighted mean of the population mean p·γ/(q−1) and the customer's own mean m with
-    weight px/(px+q−1) on m. Customers without a repeat purchase, or whose repeat spend
-    is not positive (no information the model can use), get the population mean.
+    weight px/(px+q−1) on m. A customer without a repeat purchase gets the population
+    mean. A customer whose repeat purchases all came back (net mean 0, or below) spent
+    nothing per repeat purchase: the same formula with m = 0, p·γ/(px+q−1), which falls
+    from the population mean toward 0 with every such purchase (docs/rules.md). The fit
+    itself uses only positive means; this is what the fitted model says of the others.
     """
     x, m = np.broadcast_arrays(np.asarray(x, dtype="float64"), np.asarray(m, dtype="float64"))
     p, q, g = gg.p, gg.q, gg.gamma
-    informative = (x > 0) & (m > 0)
-    xs = np.where(informative, x, 0.0)
-    ms = np.where(informative, m, 0.0)
+    repeat = x > 0
+    xs = np.where(repeat, x, 0.0)
+    ms = np.where(repeat, np.maximum(np.nan_to_num(m, nan=0.0), 0.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         value = p * (g + xs * ms) / (p * xs + q - 1.0)
     return _scalar_or_array(value)
