@@ -298,3 +298,37 @@ def test_failed_gate2_leaves_published_unchanged_and_says_why(tmp_path_factory, 
     assert "failed" in shown and "audit.customer_segments" in shown and str(dup) in shown
     assert f"data docs: {summary['docs']}" in shown
     assert "Traceback" not in shown
+
+
+def test_crm_migrate_brings_an_earlier_credit_grade_history_to_the_shape_published_now(warehouse_url, tmp_path):
+    """A credit-grade history published before is_reconstructed / reconstructed_indicators
+    existed: the publish refuses the new shape and names `crm migrate`; the command adds
+    the two columns (NULL on the earlier quarter), records the migration, and the next
+    publish appends the new quarter; a second `crm migrate` has nothing to do."""
+    from helpers import crm
+
+    _published_once(warehouse_url)
+    old = "customer_id bigint, grade_quarter date, credit_grade varchar(8)"
+    with open_wh(warehouse_url) as wh:
+        wh.execute(f"create table published.customer_credit_grades ({old})")
+        wh.execute("insert into published.customer_credit_grades values (1, date '2026-01-01', 'A')")
+        wh.execute("drop table if exists audit.customer_credit_grades")
+        wh.execute(f"create table audit.customer_credit_grades ({old}, is_reconstructed boolean, "
+                   "reconstructed_indicators varchar(1000))")
+        wh.execute("insert into audit.customer_credit_grades values (1, date '2026-04-01', 'AA', true, 'debt_ratio')")
+        with pytest.raises(PublishError, match="crm migrate"):
+            publish(wh, D2, "run-d2")
+    home = ["--home", str(tmp_path / "home"), "--warehouse", warehouse_url]
+    listed = crm("migrate", "--dry-run", *home)
+    assert listed.returncode == 0 and "pending 0001_credit_grades_reconstructed" in listed.stdout, listed.stdout
+    done = crm("migrate", *home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "added is_reconstructed, reconstructed_indicators to published.customer_credit_grades" in done.stdout
+    with open_wh(warehouse_url) as wh:
+        publish(wh, D2, "run-d2")
+        rows = wh.query("select customer_id, grade_quarter, credit_grade, is_reconstructed, reconstructed_indicators "
+                        "from published.customer_credit_grades order by grade_quarter")
+        assert rows == [(1, date(2026, 1, 1), "A", None, None), (1, date(2026, 4, 1), "AA", True, "debt_ratio")]
+        assert wh.scalar("select count(*) from ops.schema_migrations") == 1
+    again = crm("migrate", *home)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout

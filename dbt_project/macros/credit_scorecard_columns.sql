@@ -11,6 +11,30 @@
     ]) }}
 {%- endmacro %}
 
+{#- The credit snapshot's inputs, one *_at_cutoff model each (column reconstructed_<input>
+    of int_credit_indicators). -#}
+{% macro credit_input_names() -%}
+    {{ return(['customers', 'orders', 'complaints', 'contacts', 'financial_statements']) }}
+{%- endmacro %}
+
+{#- The inputs each indicator's value is computed from (int_credit_indicators): an
+    indicator rests on reconstructed data when one of them was read from a reconstructed
+    version for the customer (int_credit_grades.reconstructed_indicators). -#}
+{% macro credit_indicator_inputs() -%}
+    {%- set statements = ['financial_statements'] -%}
+    {%- set orders = ['orders'] -%}
+    {{ return({
+        'years_as_customer': ['customers'], 'complaint_rate': ['complaints', 'orders'],
+        'dispute_count': ['complaints'], 'contact_completeness': ['contacts'], 'key_role_coverage': ['contacts'],
+        'on_time_payment_rate': orders, 'avg_days_past_due': orders, 'max_days_overdue': orders,
+        'overdue_count': orders, 'written_off_amount': orders,
+        'debt_ratio': statements, 'current_ratio': statements, 'credit_utilisation': ['customers', 'orders'],
+        'order_frequency': orders, 'revenue_growth_qoq': orders, 'purchase_regularity': orders,
+        'product_breadth': orders,
+        'net_margin': statements, 'return_on_assets': statements, 'gross_margin_brought': orders
+    }) }}
+{%- endmacro %}
+
 {#- The five scorecard categories, in order (column cat_<name>_points). -#}
 {% macro credit_category_names() -%}
     {{ return(['character', 'fulfilment', 'solvency', 'operating', 'profitability']) }}
@@ -27,6 +51,8 @@
     {%- for name in credit_indicator_names() -%}
         {%- do columns.extend(['ind_' ~ name, 'pts_' ~ name]) -%}
     {%- endfor -%}
+    {#- added later: last, so a published history migrated with `add column` keeps the order -#}
+    {%- do columns.extend(['is_reconstructed', 'reconstructed_indicators']) -%}
     {{ return(columns) }}
 {%- endmacro %}
 

@@ -20,12 +20,14 @@ from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
 from crm_pipeline.cli_docs import docs
+from crm_pipeline.cli_migrate import migrate
 from crm_pipeline.cli_quarantine import quarantine_app
 from crm_pipeline.cli_reconcile import reconcile
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
                                      _home, _parse_date, _storage_error, _warehouse_url, _yesterday, console)
 from crm_pipeline.cli_progress import StageProgress
 from crm_pipeline.cli_status import status
+from crm_pipeline.gates.credit_facts import describe as credit_describe
 from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, redact
 from crm_pipeline.home_lock import HomeBusy, one_run_per_home
 from crm_pipeline.warehouse import Warehouse
@@ -144,6 +146,11 @@ def _print_summary(summary: dict, home: Path) -> None:
         for s in summary["stages"]:
             t.add_row(s["stage"], s["status"], f"{float(s['seconds'] or 0):.1f}")
         console.print(t)
+    gate_details = next((s.get("details") or {} for s in summary.get("stages") or [] if s.get("stage") == "gate"), {})
+    for line in credit_describe(gate_details.get("credit") or {}):
+        console.print(f"credit:    {line}", highlight=False)
+    for warning in (gate_details.get("warnings") or [])[:5]:
+        console.print(f"[yellow]warning:[/] {warning[:300]}", highlight=False)
     clv_details = next((s.get("details") or {} for s in summary.get("stages") or [] if s.get("stage") == "clv_fit"), {})
     if clv_details.get("status"):
         params = clv_details.get("params") or {}
@@ -321,6 +328,7 @@ app.command("bench")(bench)
 app.command("status")(status)
 app.command("reconcile")(reconcile)
 app.command("docs")(docs)
+app.command("migrate")(migrate)
 app.add_typer(clv_app, name="clv")
 app.add_typer(quarantine_app, name="quarantine")
 

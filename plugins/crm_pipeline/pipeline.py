@@ -24,6 +24,7 @@ from crm_pipeline.errors import first_line, storage_problem
 from crm_pipeline.extract import BatchRejected
 from crm_pipeline.liveness import day_not_ended
 from crm_pipeline.gates import GateError
+from crm_pipeline.gates.credit_facts import credit_facts
 from crm_pipeline.runs import record_success, stage
 from crm_pipeline.settings import ConfigError
 from crm_pipeline.warehouse import Warehouse
@@ -124,6 +125,7 @@ def gate_marts(run_id: str, as_of: date) -> dict[str, Any]:
         details["failures"] = result.failures
         details["warnings"] = result.warnings
         details["key_figures"] = result.key_figures
+        details["credit"] = credit_facts(wh)
         for warning in result.warnings:
             log.warning("%s", warning)
         if result.docs_path:

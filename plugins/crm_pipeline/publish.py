@@ -79,6 +79,13 @@ PUBLISHED_TABLES: tuple[PublishedTable, ...] = (
     # the scorecard and grade cut-offs a credit grade row is read against
     PublishedTable("credit_scorecard", "current"),
     PublishedTable("credit_grade_cutoffs", "current"),
+    # the credit desk's monitoring of the scorecard (docs/rules.md, "Monitoring the scorecard")
+    PublishedTable("credit_grade_migration", "history", key="grade_quarter"),
+    PublishedTable("credit_scorecard_stability", "history", key="grade_quarter"),
+    PublishedTable("credit_exposure_by_grade", "history", key="grade_quarter"),
+    PublishedTable("credit_exposure_customers", "history", key="grade_quarter"),
+    PublishedTable("credit_grade_outcomes", "current"),
+    PublishedTable("credit_outcome_customers", "current"),
 )
 
 VERSIONS_DDL = """create table if not exists ops.published_versions (
@@ -178,7 +185,8 @@ def _check_same_columns(wh: Warehouse, table: str) -> None:
     if have != new:
         raise PublishError(
             f"published.{table} has columns {have} but the audit table has {new}: "
-            "a contract change of a history table needs a migration (see docs/design.md, 'Changing a published table')"
+            "a contract change of a history table needs a migration: `crm migrate` applies the project's pending "
+            "ones (see docs/design.md, 'Changing a published table')"
         )
 
 

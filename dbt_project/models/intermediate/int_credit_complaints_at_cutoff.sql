@@ -3,12 +3,13 @@
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of(ref('stg_crm__complaint_versions'), 'complaint_id', credit_data_through(), credit_data_end()) }}
+    {{ credit_versions_at_cutoff(ref('stg_crm__complaint_versions'), 'complaint_id') }}
 ),
 
 renamed as (
     select
-        {{ crm_complaint_columns(credit_data_end()) }}
+        {{ crm_complaint_columns(credit_data_end()) }},
+        _reconstructed
     from latest
 ),
 
@@ -18,7 +19,9 @@ final as (
         customer_id,
         opened_at,
         category,
-        severity
+        severity,
+        -- no version known at the cut-off: the earliest held (macros/credit_versions_at_cutoff.sql)
+        _reconstructed as is_reconstructed
     from renamed
     where opened_at < {{ credit_data_end() }}
 )

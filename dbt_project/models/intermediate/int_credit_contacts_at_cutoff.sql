@@ -4,12 +4,13 @@
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of(ref('stg_crm__contact_versions'), 'contact_id', credit_data_through(), credit_data_end()) }}
+    {{ credit_versions_at_cutoff(ref('stg_crm__contact_versions'), 'contact_id') }}
 ),
 
 renamed as (
     select
-        {{ crm_contact_columns() }}
+        {{ crm_contact_columns() }},
+        _reconstructed
     from latest
 ),
 
@@ -19,7 +20,9 @@ final as (
         customer_id,
         role,
         coalesce(trim(email), '') <> '' as has_email,
-        coalesce(trim(phone), '') <> '' as has_phone
+        coalesce(trim(phone), '') <> '' as has_phone,
+        -- no version known at the cut-off: the earliest held (macros/credit_versions_at_cutoff.sql)
+        _reconstructed as is_reconstructed
     from renamed
 )
 

@@ -7,12 +7,13 @@
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of(ref('stg_crm__customer_versions'), 'customer_id', credit_data_through(), credit_data_end()) }}
+    {{ credit_versions_at_cutoff(ref('stg_crm__customer_versions'), 'customer_id') }}
 ),
 
 renamed as (
     select
-        {{ crm_customer_columns() }}
+        {{ crm_customer_columns() }},
+        _reconstructed
     from latest
 ),
 
@@ -22,7 +23,9 @@ final as (
         customer_type,
         credit_limit,
         created_at,
-        created_date
+        created_date,
+        -- no version known at the cut-off: the earliest held (macros/credit_versions_at_cutoff.sql)
+        _reconstructed as is_reconstructed
     from renamed
     where created_date <= {{ credit_data_through() }}
 )

@@ -10,6 +10,7 @@
           pre_hook="{{ credit_snapshot_reset(ref('int_credit_indicators')) }}") }}
 {%- set indicators = credit_indicator_names() %}
 {%- set categories = credit_category_names() %}
+{%- set inputs = credit_indicator_inputs() %}
 
 with indicators as (
     select * from {{ ref('int_credit_indicators') }}
@@ -86,8 +87,20 @@ final as (
         ) as varchar(1000)) as beyond_range_indicators,
         {%- for name in indicators %}
         cast(indicators.ind_{{ name }} as decimal(18, 4)) as ind_{{ name }},
-        cast(customer_points.pts_{{ name }} as decimal(6, 2)) as pts_{{ name }}{{ ',' if not loop.last }}
+        cast(customer_points.pts_{{ name }} as decimal(6, 2)) as pts_{{ name }},
         {%- endfor %}
+        -- some input of the grade was read from a reconstructed version (first night)
+        {%- set all_inputs = credit_input_names() %}
+        ({% for input in all_inputs %}indicators.reconstructed_{{ input }}{{ ' or ' if not loop.last }}{% endfor %})
+            as is_reconstructed,
+        -- indicators resting on such data, comma-separated in scorecard order ('' when none)
+        cast(substr(
+            {%- for name in indicators %}
+            case when {% for input in inputs[name] %}indicators.reconstructed_{{ input }}{{ ' or ' if not loop.last }}{% endfor %}
+                then ',{{ name }}' else '' end{{ ' ||' if not loop.last }}
+            {%- endfor %},
+            2
+        ) as varchar(1000)) as reconstructed_indicators
     from indicators
     inner join customer_points on indicators.customer_id = customer_points.customer_id
     inner join graded

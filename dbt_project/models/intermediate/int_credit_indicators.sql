@@ -164,6 +164,30 @@ contact_quality as (
     group by customer_id
 ),
 
+-- inputs read from a reconstructed version (no version known at the cut-off: the
+-- earliest the warehouse holds, see macros/credit_versions_at_cutoff.sql), per customer
+reconstructed_inputs as (
+    select customer_id, 'customers' as input from customers where is_reconstructed
+    union
+    select customer_id, 'orders' as input from orders where is_reconstructed
+    union
+    select customer_id, 'complaints' as input from complaints where is_reconstructed
+    union
+    select customer_id, 'contacts' as input from contacts where is_reconstructed
+    union
+    select customer_id, 'financial_statements' as input from statements where is_reconstructed
+),
+
+reconstructed as (
+    select
+        customer_id,
+        {%- for input in credit_input_names() %}
+        max(case when input = '{{ input }}' then 1 else 0 end) = 1 as reconstructed_{{ input }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from reconstructed_inputs
+    group by customer_id
+),
+
 final as (
     select
         customers.customer_id,
@@ -229,7 +253,12 @@ final as (
         cast(case
             when statements.total_assets > 0 then statements.net_profit / statements.total_assets
         end as {{ credit_indicator_type() }}) as ind_return_on_assets,
-        cast(coalesce(window_orders.gross_margin, 0) as {{ credit_indicator_type() }}) as ind_gross_margin_brought
+        cast(coalesce(window_orders.gross_margin, 0) as {{ credit_indicator_type() }}) as ind_gross_margin_brought,
+
+        -- which inputs were read from a reconstructed version
+        {%- for input in credit_input_names() %}
+        coalesce(reconstructed.reconstructed_{{ input }}, false) as reconstructed_{{ input }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from customers
     left join payment on customers.customer_id = payment.customer_id
     left join receivables on customers.customer_id = receivables.customer_id
@@ -239,6 +268,7 @@ final as (
     left join complaint_counts on customers.customer_id = complaint_counts.customer_id
     left join contact_quality on customers.customer_id = contact_quality.customer_id
     left join statements on customers.customer_id = statements.customer_id
+    left join reconstructed on customers.customer_id = reconstructed.customer_id
 )
 
 {{ credit_snapshot_rows('final') }}

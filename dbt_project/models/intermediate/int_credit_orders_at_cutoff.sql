@@ -5,7 +5,7 @@
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of(ref('stg_crm__orders'), 'order_id', credit_data_through(), credit_data_end()) }}
+    {{ credit_versions_at_cutoff(ref('stg_crm__orders'), 'order_id') }}
 ),
 
 fx as (
@@ -14,7 +14,8 @@ fx as (
 
 renamed as (
     select
-        {{ crm_order_columns() }}
+        {{ crm_order_columns() }},
+        _reconstructed
     from latest
 ),
 
@@ -29,7 +30,9 @@ final as (
         {{ order_amounts_in_reporting_currency('renamed', 'fx') }},
         renamed.product_category,
         renamed.invoice_due_date,
-        renamed.paid_at
+        renamed.paid_at,
+        -- no version known at the cut-off: the earliest held (macros/credit_versions_at_cutoff.sql)
+        renamed._reconstructed as is_reconstructed
     from renamed
     inner join fx on renamed.currency = fx.currency
     where renamed.order_date <= {{ credit_data_through() }}

@@ -5,12 +5,13 @@
 {{ config(materialized='view') }}
 
 with latest as (
-    {{ latest_as_of(ref('stg_crm__financial_statement_versions'), 'statement_id', credit_data_through(), credit_data_end()) }}
+    {{ credit_versions_at_cutoff(ref('stg_crm__financial_statement_versions'), 'statement_id') }}
 ),
 
 renamed as (
     select
-        {{ crm_financial_statement_columns() }}
+        {{ crm_financial_statement_columns() }},
+        _reconstructed
     from latest
 ),
 
@@ -34,7 +35,9 @@ final as (
         total_assets,
         total_liabilities,
         current_assets,
-        current_liabilities
+        current_liabilities,
+        -- no version known at the cut-off: the earliest held (macros/credit_versions_at_cutoff.sql)
+        _reconstructed as is_reconstructed
     from ranked
     where statement_rank = 1
 )

@@ -149,7 +149,8 @@ def _verdicts(datasets: list[Dataset], results: list[list], settings: GateSettin
             meta = exp.get("meta") or {}
             column = (exp.get("kwargs") or {}).get("column") or (exp.get("kwargs") or {}).get("column_A")
             error = result_error(res)
-            soft = meta.get("soft") == "clv" and not settings.fail_on_clv
+            # a soft expectation warns: "warn" always, "clv" while fail_on_clv is off
+            soft = meta.get("soft") == "warn" or (meta.get("soft") == "clv" and not settings.fail_on_clv)
             result = res.result or {}
             if error:
                 where = f"{dataset.name}{'.' + column if column else ''}"
