@@ -23,6 +23,9 @@ from crm_pipeline.publish import PUBLISHED_TABLES
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 AS_OF = date(2026, 3, 31)
+#: a second night in the next quarter: the credit desk's migration, stability and outcome
+#: tables then have rows to compare
+NEXT = date(2026, 4, 1)
 #: wall-clock facts of a run, different by nature between two runs
 SECRET = "pw-Zq8rT5xLm2"
 VOLATILE_COLUMNS = {"fit_seconds", "fitted_at", "run_id", "published_at", "loaded_at"}
@@ -54,7 +57,7 @@ def both_runs(tmp_path_factory):
     runner = CliRunner()
     src_home = base / "src"
     made = runner.invoke(app, ["demo-data", "--home", str(src_home), "--customers", str(CUSTOMERS),
-                               "--until", AS_OF.isoformat()])
+                               "--until", NEXT.isoformat()])
     assert made.exit_code == 0, made.output
     duck_home, pg_home = base / "duck", base / "pg"
     for h in (duck_home, pg_home):
@@ -82,6 +85,11 @@ def both_runs(tmp_path_factory):
                                      "--source", f"sqlite:///{pg_home / 'source.sqlite'}", "--warehouse", pg_url])
         finally:
             os.environ["CRM_DBT_DOCS"] = "0"
+        nexts = [runner.invoke(app, ["run", "--home", str(home), "--as-of", NEXT.isoformat(),
+                                     "--source", f"sqlite:///{home / 'source.sqlite'}", *extra])
+                 for home, extra in ((duck_home, []), (pg_home, ["--warehouse", pg_url]))]
+        for done in nexts:
+            assert done.exit_code == 0, done.output
         yield duck_home, pg_url, duck, pg, pg_home
     finally:
         with admin.cursor() as cur:
@@ -138,6 +146,25 @@ def test_published_tables_are_identical_row_for_row(both_runs):
             compared += len(d_rows)
         assert not mismatches, "\n".join(mismatches)
         assert compared > CUSTOMERS * 5
+    finally:
+        dcon.close()
+        pcon.close()
+
+
+def test_the_credit_desk_tables_have_rows_on_both_warehouses(both_runs):
+    """After two quarters the migration, stability, exposure and outcome tables are
+    published on both warehouses (their rows are compared above)."""
+    duck_home, pg_url, *_ = both_runs
+    tables = ("credit_grade_migration", "credit_scorecard_stability", "credit_exposure_by_grade",
+              "credit_exposure_customers", "credit_grade_outcomes")
+    dcon = duckdb.connect(str(duck_home / "warehouse.duckdb"))
+    pcon = psycopg2.connect(pg_url)
+    try:
+        for table in tables:
+            sql = f"select count(*) from published.{table}"
+            with pcon.cursor() as cur:
+                cur.execute(sql)
+                assert cur.fetchone()[0] == dcon.execute(sql).fetchone()[0] > 0, table
     finally:
         dcon.close()
         pcon.close()
