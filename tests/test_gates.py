@@ -374,10 +374,12 @@ def build_audit(wh: Warehouse, n: int = 100, *, published: int | None = None) ->
     wh.append_df("audit", "customer_rfm", pd.DataFrame({"customer_id": ids, "r_score": [i % 5 + 1 for i in ids],
                                                         "f_score": 3, "m_score": 5}))
     wh.execute("create table audit.customer_credit_grades (customer_id bigint, grade_quarter date, "
-               "credit_grade varchar, total_score numeric(5,2))")
+               "credit_grade varchar, total_score numeric(5,2), is_reconstructed boolean, "
+               "reconstructed_indicators varchar)")
     wh.append_df("audit", "customer_credit_grades", pd.DataFrame({
         "customer_id": ids, "grade_quarter": [date(2026, 4, 1)] * n,
-        "credit_grade": ["A"] * n, "total_score": [72.5] * n}))
+        "credit_grade": ["A"] * n, "total_score": [72.5] * n, "is_reconstructed": [False] * n,
+        "reconstructed_indicators": [""] * n}))
     if published is not None:
         wh.execute("create table published.customer_segments as select * from audit.customer_segments "
                    f"where customer_id <= {int(published)}")
@@ -550,6 +552,32 @@ def test_gate2_soft_clv(duck):
     assert r.passed and len(r.warnings) == 1 and "prob_alive" in r.warnings[0]
     r = run2(wh, docs, settings=GateSettings(fail_on_clv=True))
     assert not r.passed
+
+
+def test_gate2_warns_on_a_shifted_scorecard_and_stops_on_impossible_exposure(duck):
+    """A stability index above the shift band (credit_scorecard_stability.status 'shift')
+    is a warning naming the measure, and the night publishes; overdue receivables larger
+    than the open ones are impossible and stop it."""
+    wh, docs = duck
+    build_audit(wh)
+    wh.execute("create table audit.credit_scorecard_stability (grade_quarter date, measure varchar, "
+               "band_from numeric(6,2), psi numeric(18,6), current_share numeric(18,6), "
+               "previous_share numeric(18,6), status varchar)")
+    wh.execute("insert into audit.credit_scorecard_stability values "
+               "(date '2026-04-01', 'total_score', 60, 0.31, 0.5, 0.2, 'shift'), "
+               "(date '2026-04-01', 'debt_ratio', 3, 0.02, 0.5, 0.5, 'stable')")
+    wh.execute("create table audit.credit_exposure_by_grade (grade_quarter date, credit_grade varchar, "
+               "customers integer, open_receivables numeric(18,2), overdue_receivables numeric(18,2))")
+    wh.execute("insert into audit.credit_exposure_by_grade values (date '2026-04-01', 'A', 3, 100, 40), "
+               "(date '2026-04-01', '(not graded)', 1, 0, 0)")
+    r = run2(wh, docs)
+    assert r.passed, r.failures
+    assert len(r.warnings) == 1 and "credit_scorecard_stability.status" in r.warnings[0], r.warnings
+    assert "total_score" in r.warnings[0] and "debt_ratio" not in r.warnings[0]
+    wh.execute("update audit.credit_exposure_by_grade set overdue_receivables = 140 where credit_grade = 'A'")
+    r = run2(wh, docs)
+    assert not r.passed
+    assert any("credit_exposure_by_grade" in f and "'A'" in f for f in r.failures), r.failures
 
 
 @pytest.mark.postgres
