@@ -6,7 +6,7 @@ through 2026-03-31, but its history was loaded after that day: many rows hold on
 version changed later. Every customer that existed at the cut-off must be graded, and a
 grade must name the indicators that rest on a version from after the cut-off. The
 expectation is worked out here with pandas from raw, by the rule itself: per key, the
-latest version known at the cut-off, else the earliest held; then each input's business
+latest version known at the cut-off, else the earliest of the first load; then each input's business
 date (created, ordered, opened, period end) decides whether the row counts.
 
 The next night (2026-07-01, the next quarter) knows the true past: nothing is
@@ -50,19 +50,24 @@ ORDER = list(INPUTS)  # scorecard order
 
 def _at_cutoff(versions: pd.DataFrame, key: str, as_of: date) -> pd.DataFrame:
     """Per key: the latest version known at the cut-off, else (history loaded after it)
-    the earliest held, with a column reconstructed; soft-deleted picks dropped."""
+    the earliest of the first load, with a column reconstructed; soft-deleted picks
+    dropped."""
     v = versions[versions["_visible_from"] <= pd.Timestamp(as_of)].copy()
     v["known"] = (v["_visible_from"] <= pd.Timestamp(THROUGH)) & (v["updated_at"] < pd.Timestamp(CUTOFF_END))
-    assert v["_as_of"].min() > pd.Timestamp(THROUGH)  # the first night's load is after the cut-off
+    first_load = v["_as_of"].min()
+    assert first_load > pd.Timestamp(THROUGH)  # the first night's load is after the cut-off
     picks = []
     for _, rows in v.groupby(key):
         known = rows[rows["known"]]
+        loaded_first = rows[rows["_as_of"] == first_load]
         if len(known):
             pick = known.sort_values(["updated_at", "_loaded_at"]).iloc[-1].copy()
             pick["reconstructed"] = False
-        else:
-            pick = rows.sort_values(["updated_at", "_loaded_at"]).iloc[0].copy()
+        elif len(loaded_first):
+            pick = loaded_first.sort_values(["updated_at", "_loaded_at"]).iloc[0].copy()
             pick["reconstructed"] = True
+        else:  # reached the warehouse after the first load: waits for the next quarter
+            continue
         picks.append(pick)
     out = pd.DataFrame(picks)
     return out[~out["is_deleted"].fillna(False).astype(bool)]

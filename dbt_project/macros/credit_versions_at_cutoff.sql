@@ -7,7 +7,9 @@
     version from before it, although the row was there. When the warehouse's history of
     the table starts after the cut-off (its first load, the smallest _as_of in raw, is
     later than data_through), a key with no version known at the cut-off reads the
-    earliest version the warehouse holds instead, flagged _reconstructed = true. Later
+    earliest version of that first load instead, flagged _reconstructed = true (only the
+    first load: a key that reached the warehouse later, say out of quarantine, waits for
+    the next quarter, so every run inside the quarter computes the same grades). Later
     nights, whose history starts by the cut-off, read exactly latest_as_of's version.
     A version not visible by the run date (a suspect row waiting in raw) is never read.
     See docs/rules.md, "Grades from the first night". -#}
@@ -37,7 +39,10 @@
             where _visible_from <= {{ as_of_date() }}
               and (
                   (_visible_from <= {{ credit_data_through() }} and updated_at < {{ credit_data_end() }})
-                  or (select min(_as_of) from {{ relation }}) > {{ credit_data_through() }}
+                  or (
+                      _as_of = (select min(_as_of) from {{ relation }})
+                      and _as_of > {{ credit_data_through() }}
+                  )
               )
         ) as candidates
     ) as versions

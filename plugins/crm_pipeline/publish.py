@@ -82,8 +82,8 @@ PUBLISHED_TABLES: tuple[PublishedTable, ...] = (
     # the credit desk's monitoring of the scorecard (docs/rules.md, "Monitoring the scorecard")
     PublishedTable("credit_grade_migration", "history", key="grade_quarter"),
     PublishedTable("credit_scorecard_stability", "history", key="grade_quarter"),
-    PublishedTable("credit_exposure_by_grade", "history", key="grade_quarter"),
-    PublishedTable("credit_exposure_customers", "history", key="grade_quarter"),
+    PublishedTable("credit_exposure_by_grade", "history", key="as_of"),
+    PublishedTable("credit_exposure_customers", "current"),
     PublishedTable("credit_grade_outcomes", "current"),
     PublishedTable("credit_outcome_customers", "current"),
 )

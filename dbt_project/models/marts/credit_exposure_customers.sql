@@ -2,8 +2,8 @@
 -- run's grade quarter: the credit limit on file, the open receivables (invoiced amounts not
 -- paid or written off) and the part of them past the invoice's due date, and utilisation
 -- (open receivables / credit limit; null without a limit). A customer created after the
--- grade's data_through has no grade yet: '(not graded)'. The publish step replaces the
--- quarter's rows every night, so the history keeps each quarter's last night.
+-- grade's data_through has no grade yet: '(not graded)'. Published as a current table;
+-- the per-grade sums (credit_exposure_by_grade) keep one slice per night.
 -- credit_exposure_by_grade sums these rows per grade.
 {%- set ungraded = "(not graded)" %}
 
