@@ -86,6 +86,18 @@ PUBLISHED_TABLES: tuple[PublishedTable, ...] = (
     PublishedTable("credit_exposure_customers", "current"),
     PublishedTable("credit_grade_outcomes", "current"),
     PublishedTable("credit_outcome_customers", "current"),
+    # value and profit (docs/rules.md "Profit concentration", "ABC on combined value", "Segment P&L")
+    PublishedTable("profit_concentration", "history", key="as_of"),
+    PublishedTable("profit_whale_curve", "history", key="as_of"),
+    PublishedTable("customer_value_scores", "current"),
+    PublishedTable("segment_pnl", "history", key="as_of"),
+    # acquisition, reminders and churn causes (docs/rules.md)
+    PublishedTable("acquisition_channels", "current"),
+    PublishedTable("acquisition_cohorts", "current"),
+    PublishedTable("acquisition_cohort_retention", "current"),
+    PublishedTable("reorder_reminders", "current"),
+    PublishedTable("churn_reasons", "current"),
+    PublishedTable("churn_reason_mix", "current"),
 )
 
 VERSIONS_DDL = """create table if not exists ops.published_versions (

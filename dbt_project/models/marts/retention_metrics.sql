@@ -17,6 +17,11 @@
 --                          period; for the current period the same number of elapsed days)
 --   revenue_lost_churned = net revenue of the churned customers in the A days before
 --                          period_start (their trailing-12-month revenue that walks away)
+--   period_profit        = profit of the period's customers (int_period_customer_profit:
+--                          margin minus cost to serve of the period's orders and complaints)
+--   profit_per_active_customer = period_profit / customers_at_end
+--   profitable_customer_share  = customers with a positive period profit over the customers
+--                          with an order or a complaint in the period
 {%- set active_days = var('retention_active_days') | int %}
 {%- if active_days < 92 %}
 {{ exceptions.raise_compiler_error("var retention_active_days is " ~ active_days ~ ": retention_metrics needs at least 92 days (the longest quarter), so that a purchase in a period or in the one before it keeps its customer active through the period's start") }}
@@ -153,6 +158,17 @@ period_revenue as (
     group by periods.period_type, periods.period_start
 ),
 
+period_profit as (
+    select
+        period_type,
+        period_start,
+        sum(profit) as period_profit,
+        count(*) as customers_with_activity,
+        sum(case when profit > 0 then 1 else 0 end) as profitable_customers
+    from {{ ref('int_period_customer_profit') }}
+    group by period_type, period_start
+),
+
 period_totals as (
     select
         periods.period_type,
@@ -205,7 +221,16 @@ final as (
             when totals.start_customers_prior_revenue > 0
                 then totals.start_customers_revenue / totals.start_customers_prior_revenue
         end as decimal(18, 6)) as revenue_retention,
-        cast(coalesce(totals.revenue_lost_churned, 0) as decimal(18, 2)) as revenue_lost_churned
+        cast(coalesce(totals.revenue_lost_churned, 0) as decimal(18, 2)) as revenue_lost_churned,
+        cast(coalesce(period_profit.period_profit, 0) as decimal(18, 2)) as period_profit,
+        cast(case
+            when totals.customers_at_end > 0 then coalesce(period_profit.period_profit, 0) / totals.customers_at_end
+        end as decimal(18, 2)) as profit_per_active_customer,
+        cast(coalesce(period_profit.profitable_customers, 0) as integer) as profitable_customers,
+        cast(case
+            when period_profit.customers_with_activity > 0
+                then 1.0 * period_profit.profitable_customers / period_profit.customers_with_activity
+        end as decimal(9, 6)) as profitable_customer_share
     from periods
     left join period_totals as totals
         on periods.period_type = totals.period_type
@@ -213,6 +238,9 @@ final as (
     left join new_customers
         on periods.period_type = new_customers.period_type
         and periods.period_start = new_customers.period_start
+    left join period_profit
+        on periods.period_type = period_profit.period_type
+        and periods.period_start = period_profit.period_start
 )
 
 select * from final
