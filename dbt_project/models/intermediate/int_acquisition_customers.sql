@@ -37,12 +37,15 @@ final as (
         {{ crm_month_start('order_totals.first_order_date') }} as cohort_month,
         cast(extract(year from order_totals.first_order_date) * 12
             + extract(month from order_totals.first_order_date) as integer) as cohort_month_index,
-        order_totals.total_net_revenue as revenue_to_date,
-        order_totals.total_gross_margin
+        cast(order_totals.total_net_revenue as numeric(18, 2)) as revenue_to_date,
+        cast(
+            order_totals.total_gross_margin
             - order_totals.orders_to_date * unit_costs.order_handling_cost
             - coalesce(complaint_totals.complaints, 0) * unit_costs.complaint_handling_cost
-            - coalesce(complaint_totals.compensation, 0) as profit_to_date,
-        lifetime_value.clv_12m
+            - coalesce(complaint_totals.compensation, 0)
+            as numeric(18, 2)
+        ) as profit_to_date,
+        cast(lifetime_value.clv_12m as numeric(18, 2)) as clv_12m
     from order_totals
     inner join customers on order_totals.customer_id = customers.customer_id
     cross join unit_costs

@@ -116,22 +116,22 @@ final as (
         churned.customer_id,
         churned.churn_status,
         churned.last_order_date,
-        churned.churned_on,
-        churned.window_start,
-        coalesce(complaint_signals.complaints, 0) as complaints,
+        cast(churned.churned_on as date) as churned_on,
+        cast(churned.window_start as date) as window_start,
+        cast(coalesce(complaint_signals.complaints, 0) as integer) as complaints,
         {%- for category in categories %}
-        coalesce(complaint_signals.complaints_{{ category }}, 0) as complaints_{{ category }},
+        cast(coalesce(complaint_signals.complaints_{{ category }}, 0) as integer) as complaints_{{ category }},
         {%- endfor %}
-        coalesce(complaint_signals.unresolved_complaints, 0) as unresolved_complaints,
-        coalesce(complaint_signals.compensation, 0) as compensation,
-        coalesce(order_signals.late_payments, 0) as late_payments,
-        case when order_signals.base_revenue > 0 then order_signals.base_margin / order_signals.base_revenue end
-            as base_margin_share,
-        case when order_signals.window_revenue > 0 then order_signals.window_margin / order_signals.window_revenue end
-            as window_margin_share,
-        coalesce(order_signals.base_categories, 0) as base_product_categories,
-        coalesce(order_signals.window_categories, 0) as window_product_categories,
-        coalesce(revenue_lost.revenue_lost, 0) as revenue_lost
+        cast(coalesce(complaint_signals.unresolved_complaints, 0) as integer) as unresolved_complaints,
+        cast(coalesce(complaint_signals.compensation, 0) as numeric(18, 2)) as compensation,
+        cast(coalesce(order_signals.late_payments, 0) as integer) as late_payments,
+        cast(case when order_signals.base_revenue > 0 then order_signals.base_margin / order_signals.base_revenue end
+            as double precision) as base_margin_share,
+        cast(case when order_signals.window_revenue > 0 then order_signals.window_margin / order_signals.window_revenue end
+            as double precision) as window_margin_share,
+        cast(coalesce(order_signals.base_categories, 0) as integer) as base_product_categories,
+        cast(coalesce(order_signals.window_categories, 0) as integer) as window_product_categories,
+        cast(coalesce(revenue_lost.revenue_lost, 0) as numeric(18, 2)) as revenue_lost
     from churned
     left join order_signals on churned.customer_id = order_signals.customer_id
     left join complaint_signals on churned.customer_id = complaint_signals.customer_id

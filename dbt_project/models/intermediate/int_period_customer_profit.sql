@@ -50,10 +50,13 @@ final as (
         cast(activity.period_type as varchar(8)) as period_type,
         cast(activity.period_start as date) as period_start,
         activity.customer_id,
-        sum(activity.gross_margin)
+        cast(
+            sum(activity.gross_margin)
             - sum(activity.purchase_orders) * max(unit_costs.order_handling_cost)
             - sum(activity.complaints) * max(unit_costs.complaint_handling_cost)
-            - sum(activity.compensation) as profit
+            - sum(activity.compensation)
+            as numeric(18, 2)
+        ) as profit
     from activity
     cross join unit_costs
     group by activity.period_type, activity.period_start, activity.customer_id

@@ -16,14 +16,15 @@ served as (
 final as (
     select
         customer_id,
-        profit,
+        cast(profit as numeric(18, 2)) as profit,
         cast(row_number() over (order by profit desc, customer_id) as integer) as profit_rank,
-        sum(profit) over (order by profit desc, customer_id rows between unbounded preceding and current row)
-            as cumulative_profit,
-        coalesce(sum(profit) over (
+        cast(sum(profit) over (
+            order by profit desc, customer_id rows between unbounded preceding and current row
+        ) as numeric(18, 2)) as cumulative_profit,
+        cast(coalesce(sum(profit) over (
             order by profit desc, customer_id rows between unbounded preceding and 1 preceding
-        ), 0) as profit_before,
-        sum(profit) over () as total_profit
+        ), 0) as numeric(18, 2)) as profit_before,
+        cast(sum(profit) over () as numeric(18, 2)) as total_profit
     from served
 )
 
