@@ -1,5 +1,5 @@
 -- Owns the profit of every customer in every calendar month and quarter up to the run date
--- (docs/rules.md "Profitability in the scorecard metrics"): one row per period type
+-- (docs/rules.md "Retention"): one row per period type
 -- ('month', 'quarter'), period start and customer with a purchase order or a complaint in
 -- the period. profit = gross margin of the period's orders minus their cost to serve
 -- (purchase orders and complaints at the unit costs of the seed cost_to_serve, plus
