@@ -71,6 +71,11 @@ PREDICTIONS_COLUMNS: dict[str, str] = {
     "expected_purchases_365d": "double precision",
     "expected_avg_order_value": "double precision",
     "clv_12m": "double precision",
+    "prob_alive_90d": "double precision",
+    "prob_alive_p10": "double precision",
+    "prob_alive_p90": "double precision",
+    "clv_12m_p10": "double precision",
+    "clv_12m_p90": "double precision",
 }
 
 FIT_COLUMNS: dict[str, str] = {
@@ -95,6 +100,7 @@ FIT_COLUMNS: dict[str, str] = {
     "min_repeat_buyers": "integer",
     "fit_seconds": "double precision",
     "fitted_at": "timestamp",
+    **{f"se_{name}": "double precision" for name in ("r", "alpha", "a", "b", "p", "q", "gamma")},
 }
 
 _PARAM_KEYS = ("r", "alpha", "a", "b", "p", "q", "gamma")
@@ -123,10 +129,15 @@ def _ddl(table: str, columns: dict[str, str]) -> str:
 
 
 def ensure_tables(wh: Warehouse) -> None:
-    """Create ``intermediate.clv_predictions`` and ``intermediate.clv_fit`` if missing."""
+    """Create ``intermediate.clv_predictions`` and ``intermediate.clv_fit`` if missing, and
+    add the columns a table written by an earlier version lacks (NULL on its earlier rows)."""
     wh.execute(f"create schema if not exists {SCHEMA}")
-    wh.execute(_ddl(PREDICTIONS_TABLE, PREDICTIONS_COLUMNS))
-    wh.execute(_ddl(FIT_TABLE, FIT_COLUMNS))
+    for table, columns in ((PREDICTIONS_TABLE, PREDICTIONS_COLUMNS), (FIT_TABLE, FIT_COLUMNS)):
+        wh.execute(_ddl(table, columns))
+        have = {c.lower() for c in wh.columns(SCHEMA, table)}
+        for name, sql_type in columns.items():
+            if name not in have:
+                wh.execute(f"alter table {SCHEMA}.{table} add column {name} {sql_type.replace(' not null', '')}")
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -231,6 +242,7 @@ def run(wh: Warehouse, as_of: date, run_id: str, settings: ClvSettings | None = 
         "min_repeat_buyers": settings.min_repeat_buyers,
         "fit_seconds": round(float(params.get("fit_seconds") or 0.0), 3),
         "fitted_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        **{f"se_{k}": _finite_or_none((params.get("standard_errors") or {}).get(k)) for k in _PARAM_KEYS},
     }
     rows = _prediction_frame(predictions, shares, as_of) if status == "ok" and predictions is not None else None
 
@@ -278,6 +290,11 @@ def _prediction_frame(predictions: pd.DataFrame, shares: pd.Series, as_of: date)
         "expected_purchases_365d": predictions[f"expected_purchases_{HORIZON_DAYS[1]}d"],
         "expected_avg_order_value": predictions["expected_avg_order_value"],
         "clv_12m": predictions["clv_12m"],
+        "prob_alive_90d": predictions["prob_alive_future"],
+        "prob_alive_p10": predictions["prob_alive_p10"],
+        "prob_alive_p90": predictions["prob_alive_p90"],
+        "clv_12m_p10": predictions["clv_12m_p10"],
+        "clv_12m_p90": predictions["clv_12m_p90"],
     }
     for name, values in source.items():
         arr = np.asarray(values, dtype="float64")

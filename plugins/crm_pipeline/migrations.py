@@ -37,6 +37,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "credit grades say which indicators rest on data reconstructed on the first night",
         (("is_reconstructed", "boolean"), ("reconstructed_indicators", "varchar(1000)")),
     ),
+    Migration(
+        "0002_clv_uncertainty", "customer_lifetime_value",
+        "lifetime value carries P(alive) in 90 days and 10th-90th percentile bands of P(alive) and CLV",
+        (("prob_alive_90d", "numeric(9,6)"), ("prob_alive_p10", "numeric(9,6)"), ("prob_alive_p90", "numeric(9,6)"),
+         ("clv_12m_p10", "numeric(18,2)"), ("clv_12m_p90", "numeric(18,2)")),
+    ),
+    Migration(
+        "0003_clv_standard_errors", "clv_model_runs",
+        "model runs carry the standard errors of the fitted parameters",
+        tuple((f"se_{name}", "numeric(24,10)") for name in ("r", "alpha", "a", "b", "p", "q", "gamma")),
+    ),
 )
 
 

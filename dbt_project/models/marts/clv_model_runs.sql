@@ -32,7 +32,14 @@ final as (
         cast(gg_log_likelihood as numeric(24, 6)) as gg_log_likelihood,
         cast(annual_discount_rate as numeric(9, 6)) as annual_discount_rate,
         cast(min_repeat_buyers as integer) as min_repeat_buyers,
-        cast(fit_seconds as numeric(12, 3)) as fit_seconds
+        cast(fit_seconds as numeric(12, 3)) as fit_seconds,
+        cast(se_r as numeric(24, 10)) as se_r,
+        cast(se_alpha as numeric(24, 10)) as se_alpha,
+        cast(se_a as numeric(24, 10)) as se_a,
+        cast(se_b as numeric(24, 10)) as se_b,
+        cast(se_p as numeric(24, 10)) as se_p,
+        cast(se_q as numeric(24, 10)) as se_q,
+        cast(se_gamma as numeric(24, 10)) as se_gamma
     from fit
 )
 

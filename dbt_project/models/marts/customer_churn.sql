@@ -17,7 +17,7 @@ tiers as (
 ),
 
 lifetime_value as (
-    select customer_id, prob_alive from {{ ref('customer_lifetime_value') }}
+    select customer_id, prob_alive, prob_alive_90d from {{ ref('customer_lifetime_value') }}
 ),
 
 measured as (
@@ -42,6 +42,7 @@ measured as (
         end as dormancy_threshold_days,
         -- from the CLV step; null = unknown (fit failed this as_of, or a prospect)
         cast(lifetime_value.prob_alive as decimal(9, 6)) as prob_alive,
+        cast(lifetime_value.prob_alive_90d as decimal(9, 6)) as prob_alive_90d,
         tiers.prior_value_tier,
         tiers.prior_tier_as_of,
         tiers.trailing_12m_revenue,
@@ -98,7 +99,8 @@ final as (
             prior_value_tier in {{ crm_in_list(large_tiers) }}
             and trailing_12m_revenue < (1 - {{ var('churn_top_decline_threshold') }}) * prior_12m_revenue,
             false
-        ) as boolean) as is_top_customer_decline
+        ) as boolean) as is_top_customer_decline,
+        cast(prob_alive_90d as decimal(9, 6)) as prob_alive_90d
     from flagged
 )
 

@@ -15,6 +15,9 @@
 --     P(no purchase in (T, T + h] | alive) = ((alpha + T) / (alpha + T + h)) ^ (r + x)
 --     prob_purchase_90d = P(alive) * (1 - ((alpha + T) / (alpha + T + h)) ^ (r + x))
 -- with h, T and alpha in the fit's time unit (90 days = 90 / 7 weeks).
+-- prob_alive_90d is P(alive) 90 days from now if no purchase happens until then; the
+-- p10/p90 columns are the 10th-90th percentile bands from the fit's parameter uncertainty
+-- (crm_pipeline.clv.uncertainty, docs/rules.md "Lifetime value").
 -- Model outputs are rounded to fixed decimals (numeric) so that DuckDB and PostgreSQL
 -- publish identical rows.
 with fit as (
@@ -78,7 +81,12 @@ final as (
         cast(modelled.expected_purchases_365d as numeric(18, 6)) as expected_purchases_365d,
         cast(modelled.expected_avg_order_value as numeric(18, 2)) as expected_avg_order_value,
         cast(modelled.margin_share as numeric(9, 6)) as margin_share,
-        cast(modelled.clv_12m as numeric(18, 2)) as clv_12m
+        cast(modelled.clv_12m as numeric(18, 2)) as clv_12m,
+        cast(modelled.prob_alive_90d as numeric(9, 6)) as prob_alive_90d,
+        cast(modelled.prob_alive_p10 as numeric(9, 6)) as prob_alive_p10,
+        cast(modelled.prob_alive_p90 as numeric(9, 6)) as prob_alive_p90,
+        cast(modelled.clv_12m_p10 as numeric(18, 2)) as clv_12m_p10,
+        cast(modelled.clv_12m_p90 as numeric(18, 2)) as clv_12m_p90
     from modelled
     inner join summary on modelled.customer_id = summary.customer_id
 )

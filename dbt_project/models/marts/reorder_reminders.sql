@@ -70,6 +70,7 @@ final as (
         cast(lifetime_value.expected_avg_order_value as numeric(18, 2)) as expected_avg_order_value,
         cast(lifetime_value.clv_12m as numeric(18, 2)) as clv_12m,
         cast(lifetime_value.prob_alive as numeric(9, 6)) as prob_alive,
+        cast(lifetime_value.prob_alive_90d as numeric(9, 6)) as prob_alive_90d,
         cast(tiers.trailing_12m_revenue as numeric(18, 2)) as trailing_12m_revenue,
         cast(coverage.has_coach as boolean) as has_coach,
         cast(coverage.has_user as boolean) as has_user,

@@ -28,7 +28,14 @@ final as (
         annual_discount_rate,
         min_repeat_buyers,
         fit_seconds,
-        fitted_at
+        fitted_at,
+        se_r,
+        se_alpha,
+        se_a,
+        se_b,
+        se_p,
+        se_q,
+        se_gamma
     from source
 )
 

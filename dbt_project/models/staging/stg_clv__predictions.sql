@@ -17,7 +17,12 @@ final as (
         expected_purchases_90d,
         expected_purchases_365d,
         expected_avg_order_value,
-        clv_12m
+        clv_12m,
+        prob_alive_90d,
+        prob_alive_p10,
+        prob_alive_p90,
+        clv_12m_p10,
+        clv_12m_p90
     from source
 )
 

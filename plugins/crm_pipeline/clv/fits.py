@@ -35,6 +35,14 @@ class BGNBDFit:
     iterations: int
     seconds: float
     message: str
+    #: covariance of (ln r, ln α, ln a, ln b) from the observed information; None when the
+    #: information matrix is not positive definite
+    log_covariance: tuple[tuple[float, ...], ...] | None = None
+
+    @property
+    def standard_errors(self) -> dict[str, float] | None:
+        """Standard errors of r, α, a, b (delta method: value × SE of its logarithm)."""
+        return _standard_errors(("r", "alpha", "a", "b"), (self.r, self.alpha, self.a, self.b), self.log_covariance)
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,53 @@ class GammaGammaFit:
     iterations: int
     seconds: float
     message: str
+    #: covariance of (ln p, ln q, ln γ) from the observed information, as for BG/NBD
+    log_covariance: tuple[tuple[float, ...], ...] | None = None
+
+    @property
+    def standard_errors(self) -> dict[str, float] | None:
+        """Standard errors of p, q, γ (delta method: value × SE of its logarithm)."""
+        return _standard_errors(("p", "q", "gamma"), (self.p, self.q, self.gamma), self.log_covariance)
 
     @property
     def v(self) -> float:
         """``lifetimes`` calls γ ``v``."""
         return self.gamma
 
+
+
+# --------------------------------------------------------------------------------------
+# Parameter uncertainty
+# --------------------------------------------------------------------------------------
+
+
+def log_covariance(nll, theta: np.ndarray) -> tuple[tuple[float, ...], ...] | None:
+    """Covariance of the log-parameters at the optimum: the inverse observed information.
+
+    The likelihood objects return the Hessian of the *mean* negative log-likelihood in
+    log-parameters, so the information of the whole sample is n times it. Where the
+    gradient vanishes (an interior optimum) this is the delta-method image of the
+    covariance in natural parameters: Var(θ_i) = Var(ln θ_i) × θ_i². None when the
+    information matrix is not positive definite (a flat direction: the data do not
+    identify the model).
+    """
+    try:
+        _, _, hess = nll(theta, hessian=True)
+        info = nll.n * np.asarray(hess, dtype="float64")
+        if not np.all(np.isfinite(info)):
+            return None
+        np.linalg.cholesky(info)  # raises when not positive definite
+        cov = np.linalg.inv(info)
+    except (np.linalg.LinAlgError, ArithmeticError, ValueError):
+        return None
+    cov = (cov + cov.T) / 2.0
+    return tuple(tuple(float(v) for v in row) for row in cov)
+
+
+def _standard_errors(names, values, cov) -> dict[str, float] | None:
+    if cov is None:
+        return None
+    return {name: float(value) * math.sqrt(max(cov[i][i], 0.0)) for i, (name, value) in enumerate(zip(names, values))}
 
 
 # --------------------------------------------------------------------------------------
@@ -218,6 +267,7 @@ def fit_bgnbd(frequency, recency, T, weights=None) -> BGNBDFit:
         b=b,
         **_fit_outcome(info, nll, started),
         message=f"{info['message']}; {nll.n_rows} distinct (x, t_x, T) rows",
+        log_covariance=log_covariance(nll, theta) if info["converged"] and not info["hit_bound"] else None,
     )
 
 
@@ -320,5 +370,6 @@ def fit_gamma_gamma(frequency, monetary_value, weights=None) -> GammaGammaFit:
         gamma=g,
         **_fit_outcome(info, nll, started),
         message=info["message"],
+        log_covariance=log_covariance(nll, theta) if info["converged"] and not info["hit_bound"] else None,
     )
 

@@ -1,7 +1,9 @@
 """Per-customer predictions from fitted models, and the pipeline's entry point.
 
-Probability alive, expected purchases, expected order value and the discounted 12-month
-CLV. CLV follows ``lifetimes``' discrete monthly discounting: month i = 1..12 contributes
+Probability alive (now, and after the first horizon if no purchase happens in it),
+expected purchases, expected order value, the discounted 12-month CLV, and the 10th-90th
+percentile bands of P(alive) and CLV from the parameters' uncertainty
+(:mod:`crm_pipeline.clv.uncertainty`). CLV follows ``lifetimes``' discrete monthly discounting: month i = 1..12 contributes
 its expected purchases × expected order value × margin share / (1 + monthly rate)^i,
 with monthly rate = (1 + annual rate)^(1/12) − 1. A month is 365.25 / 12 days in both
 units (``lifetimes`` uses 30 days or 4.345 weeks, which disagree by 1.4%).
@@ -19,6 +21,7 @@ from scipy.special import hyp2f1
 
 from crm_pipeline.clv.data import DAYS_PER_MONTH, TimeUnit, days_per_unit, factorize_rows, read_summary
 from crm_pipeline.clv.fits import BGNBDFit, GammaGammaFit, fit_bgnbd, fit_gamma_gamma
+from crm_pipeline.clv.uncertainty import clv_band, prob_alive_band
 
 
 PREDICTION_COLUMNS = [
@@ -32,6 +35,11 @@ PREDICTION_COLUMNS = [
     "expected_purchases_365d",
     "expected_avg_order_value",
     "clv_12m",
+    "prob_alive_future",
+    "prob_alive_p10",
+    "prob_alive_p90",
+    "clv_12m_p10",
+    "clv_12m_p90",
 ]
 
 
@@ -148,6 +156,7 @@ def fit_and_predict(
         "r": None, "alpha": None, "a": None, "b": None,
         "p": None, "q": None, "gamma": None,
         "bgnbd_log_likelihood": None, "gg_log_likelihood": None,
+        "standard_errors": {},
         "time_unit": time_unit,
         "n_customers": len(x),
         "n_repeat_buyers": n_repeat,
@@ -174,6 +183,7 @@ def fit_and_predict(
         r=bg.r, alpha=bg.alpha, a=bg.a, b=bg.b,
         p=gg.p, q=gg.q, gamma=gg.gamma,
         bgnbd_log_likelihood=bg.log_likelihood, gg_log_likelihood=gg.log_likelihood,
+        standard_errors={**(bg.standard_errors or {}), **(gg.standard_errors or {})},
         converged=bool(bg.converged and gg.converged),
         fit_seconds=bg.seconds + gg.seconds,
         message=f"BG/NBD: {bg.message}; Gamma-Gamma: {gg.message}",
@@ -207,7 +217,10 @@ def predict(
 
     ``bg`` must have been fitted in ``time_unit``. ``margin_share`` is None (revenue
     CLV), a scalar, or a Series indexed by customer (customers missing from it get a
-    NaN CLV). The expected-purchase columns are named after ``horizon_days``.
+    NaN CLV). The expected-purchase columns are named after ``horizon_days``;
+    ``prob_alive_future`` is P(alive) at T + the first horizon if no purchase happens until
+    then: BG/NBD drops customers out only right after a purchase, so that is P(alive) with
+    the same x and t_x and an age of T + horizon.
     """
     unit = days_per_unit(time_unit)
     summary, x, t_x, T, m = read_summary(summary_df)
@@ -222,6 +235,13 @@ def predict(
         expected = [grid.expected_purchases(days / unit) for days in horizon_days]
         aov = expected_average_order_value(gg, x, m)
         value = grid.discounted_purchases(12, annual_discount_rate, time_unit) * aov * margin
+        t_x0 = np.where(x == 0, 0.0, t_x)
+        future = _prob_alive(bg, x, t_x0, T + horizon_days[0] / unit)
+        alive_low, alive_high = prob_alive_band(bg, grid.alive, x, t_x0, T)
+        clv_low, clv_high = clv_band(
+            bg, gg, value, x, m,
+            lambda fit: _Grid(fit, x, t_x0, T).discounted_purchases(12, annual_discount_rate, time_unit),
+        )
     return pd.DataFrame(
         {
             "customer_id": summary.index.to_numpy(),
@@ -234,6 +254,11 @@ def predict(
             f"expected_purchases_{horizon_days[1]}d": expected[1],
             "expected_avg_order_value": aov,
             "clv_12m": value,
+            "prob_alive_future": future,
+            "prob_alive_p10": alive_low,
+            "prob_alive_p90": alive_high,
+            "clv_12m_p10": clv_low,
+            "clv_12m_p90": clv_high,
         }
     )
 
