@@ -19,6 +19,7 @@ from crm_pipeline import airflow_local, demo, runs, settings
 from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
+from crm_pipeline.cli_clv_validate import validate as clv_validate
 from crm_pipeline.cli_docs import docs
 from crm_pipeline.cli_migrate import migrate
 from crm_pipeline.cli_quarantine import quarantine_app
@@ -329,6 +330,7 @@ app.command("status")(status)
 app.command("reconcile")(reconcile)
 app.command("docs")(docs)
 app.command("migrate")(migrate)
+clv_app.command("validate")(clv_validate)
 app.add_typer(clv_app, name="clv")
 app.add_typer(quarantine_app, name="quarantine")
 

@@ -55,6 +55,8 @@ SCHEMA = "intermediate"
 SUMMARY_TABLE = "int_customer_order_summary"
 PREDICTIONS_TABLE = "clv_predictions"
 FIT_TABLE = "clv_fit"
+#: written by crm_pipeline.clv_validation on the nights that check the model on a holdout
+DIAGNOSTICS_TABLE = "clv_diagnostics"
 HORIZON_DAYS = (90, 365)
 
 #: column -> portable SQL type (the same text on DuckDB and PostgreSQL)
@@ -103,6 +105,27 @@ FIT_COLUMNS: dict[str, str] = {
     **{f"se_{name}": "double precision" for name in ("r", "alpha", "a", "b", "p", "q", "gamma")},
 }
 
+DIAGNOSTICS_COLUMNS: dict[str, str] = {
+    "as_of": "date not null",
+    "run_id": "varchar",
+    "calibration_end": "date",
+    "holdout_weeks": "integer",
+    "fit_status": "varchar",
+    "fit_message": "varchar",
+    "frequency_group": "varchar",
+    "group_order": "integer",
+    "customers": "integer",
+    "actual_purchases_mean": "double precision",
+    "predicted_purchases_mean": "double precision",
+    "purchases_mae": "double precision",
+    "purchases_aggregate_error": "double precision",
+    "spend_customers": "integer",
+    "actual_spend_mean": "double precision",
+    "predicted_spend_mean": "double precision",
+    "spend_mae": "double precision",
+    "spend_aggregate_error": "double precision",
+}
+
 _PARAM_KEYS = ("r", "alpha", "a", "b", "p", "q", "gamma")
 
 
@@ -129,10 +152,11 @@ def _ddl(table: str, columns: dict[str, str]) -> str:
 
 
 def ensure_tables(wh: Warehouse) -> None:
-    """Create ``intermediate.clv_predictions`` and ``intermediate.clv_fit`` if missing, and
+    """Create ``intermediate.clv_predictions``, ``clv_fit`` and ``clv_diagnostics`` if missing, and
     add the columns a table written by an earlier version lacks (NULL on its earlier rows)."""
     wh.execute(f"create schema if not exists {SCHEMA}")
-    for table, columns in ((PREDICTIONS_TABLE, PREDICTIONS_COLUMNS), (FIT_TABLE, FIT_COLUMNS)):
+    for table, columns in ((PREDICTIONS_TABLE, PREDICTIONS_COLUMNS), (FIT_TABLE, FIT_COLUMNS),
+                           (DIAGNOSTICS_TABLE, DIAGNOSTICS_COLUMNS)):
         wh.execute(_ddl(table, columns))
         have = {c.lower() for c in wh.columns(SCHEMA, table)}
         for name, sql_type in columns.items():

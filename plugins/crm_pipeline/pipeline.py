@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from crm_pipeline import clv_step, dbt_ops, gates, runs
+from crm_pipeline import clv_step, clv_validation, dbt_ops, gates, runs
 from crm_pipeline import extract as extraction
 from crm_pipeline import publish as publishing
 from crm_pipeline import settings as crm_settings
@@ -180,4 +180,6 @@ def clv_fit(run_id: str, as_of: date) -> dict[str, Any]:
     settings = RunSettings.resolve()
     with stage(run_id, "clv_fit") as details, Warehouse(settings.warehouse) as wh:
         details.update(clv_step.run(wh, as_of, run_id))
+        if clv_validation.due(as_of):
+            details["validation"] = clv_validation.run(wh, as_of, run_id)
     return details

@@ -76,6 +76,7 @@ PUBLISHED_TABLES: tuple[PublishedTable, ...] = (
     PublishedTable("segment_migration", "history", key="as_of"),
     PublishedTable("customer_lifetime_value", "history", key="as_of"),
     PublishedTable("clv_model_runs", "history", key="as_of"),
+    PublishedTable("clv_model_diagnostics", "history", key="as_of"),
     # the scorecard and grade cut-offs a credit grade row is read against
     PublishedTable("credit_scorecard", "current"),
     PublishedTable("credit_grade_cutoffs", "current"),

@@ -56,6 +56,8 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("CRM_CLV_TIME_UNIT", "weeks", "time unit of the BG/NBD fit: weeks or days"),
     Variable("CRM_CLV_ANNUAL_DISCOUNT_RATE", "0.10", "annual discount rate of the 12-month CLV"),
     Variable("CRM_CLV_MIN_REPEAT_BUYERS", "30", "fewest repeat buyers the CLV fit needs"),
+    Variable("CRM_CLV_VALIDATE_DAY", "1", "day of the month whose night checks the CLV model on a holdout (0: never)"),
+    Variable("CRM_CLV_HOLDOUT_WEEKS", "26", "weeks held out when the CLV model is checked"),
     Variable("CRM_PUBLISH_LOCK_TIMEOUT_MS", "5000", "one wait for the publish lock, in milliseconds"),
     Variable("CRM_PUBLISH_MAX_WAIT_SECONDS", "1800", "longest total wait for the publish lock"),
     Variable("CRM_DBT_DOCS", "1", "dbt docs after publish: 1 when the project changed, always, or 0"),
@@ -235,6 +237,17 @@ def clv_annual_discount_rate() -> float:
 
 def clv_min_repeat_buyers() -> int:
     return int(_number("CRM_CLV_MIN_REPEAT_BUYERS", 30, integer=True, minimum=1))
+
+
+def clv_validate_day() -> int:
+    day = int(_number("CRM_CLV_VALIDATE_DAY", 1, integer=True))
+    if day > 31:
+        raise ConfigError(f"CRM_CLV_VALIDATE_DAY={day} is not a day of the month (1-31, or 0 for never)")
+    return day
+
+
+def clv_holdout_weeks() -> int:
+    return int(_number("CRM_CLV_HOLDOUT_WEEKS", 26, integer=True, minimum=1))
 
 
 # -- publish, docs, alerts -----------------------------------------------------------
