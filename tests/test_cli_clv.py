@@ -57,7 +57,8 @@ def test_cdnow_weeks_reproduces_the_published_parameters(cdnow_csv, tmp_path):
     assert len(pred) == 2357 and pred["customer_id"].is_unique
     assert list(pred.columns) == ["customer_id", "frequency", "recency", "T", "monetary_value", "prob_alive",
                                   "expected_purchases_90d", "expected_purchases_365d",
-                                  "expected_avg_order_value", "clv_12m"]
+                                  "expected_avg_order_value", "clv_12m", "prob_alive_future", "prob_alive_p10",
+                                  "prob_alive_p90", "clv_12m_p10", "clv_12m_p90"]
     assert pred["prob_alive"].between(0, 1).all() and (pred["clv_12m"] >= 0).all()
     # customer 0001: x = 2, t_x = 30.43, T = 38.86 weeks (the paper's worked example)
     one = pred.set_index("customer_id").loc["0001"]

@@ -296,12 +296,15 @@ def test_non_finite_predictions_are_stored_as_null(duck):
         "customer_id": [1, 2], "frequency": [0, 3], "recency": [0.0, 2.0], "T": [5.0, 6.0],
         "monetary_value": [0.0, 10.0], "prob_alive": [1.0, 0.5], "expected_purchases_90d": [0.1, np.nan],
         "expected_purchases_365d": [0.4, 1.0], "expected_avg_order_value": [20.0, np.inf], "clv_12m": [3.0, np.nan],
+        "prob_alive_future": [1.0, 0.4], "prob_alive_p10": [1.0, np.nan], "prob_alive_p90": [1.0, np.inf],
+        "clv_12m_p10": [2.0, -np.inf], "clv_12m_p90": [4.0, np.nan],
     })
     shares = pd.Series([0.3, 0.4], index=pd.Index([1, 2], name="customer_id"))
     duck.append_df("intermediate", "clv_predictions", clv_step._prediction_frame(pred, shares, AS_OF))
     rows = duck.query("select customer_id, as_of, margin_share, expected_purchases_90d, expected_avg_order_value, "
-                      "clv_12m from intermediate.clv_predictions order by customer_id")
-    assert rows == [(1, AS_OF, 0.3, 0.1, 20.0, 3.0), (2, AS_OF, 0.4, None, None, None)]
+                      "clv_12m, prob_alive_90d, prob_alive_p90, clv_12m_p10 from intermediate.clv_predictions "
+                      "order by customer_id")
+    assert rows == [(1, AS_OF, 0.3, 0.1, 20.0, 3.0, 1.0, 1.0, 2.0), (2, AS_OF, 0.4, None, None, None, 0.4, None, None)]
 
 @pytest.mark.postgres
 def test_postgres_gives_the_same_rows_as_duckdb(pg_database, duck):
@@ -400,3 +403,15 @@ def test_dag_publishes_clv_tables(tmp_path, monkeypatch):
                            "where customers > 0 and segment <> 'Prospect'").fetchone()[0] > 0
     finally:
         con.close()
+
+
+def test_tables_of_an_earlier_version_gain_the_new_columns(duck):
+    duck.execute("create schema if not exists intermediate")
+    duck.execute("create table intermediate.clv_predictions (as_of date not null, customer_id bigint not null, "
+                 "clv_12m double precision)")
+    duck.execute("insert into intermediate.clv_predictions values (date '2026-01-31', 1, 5.0)")
+    clv_step.ensure_tables(duck)
+    assert set(clv_step.PREDICTIONS_COLUMNS) <= set(duck.columns("intermediate", "clv_predictions"))
+    assert duck.query("select clv_12m, clv_12m_p10, prob_alive_90d from intermediate.clv_predictions") == [
+        (5.0, None, None)]
+    assert duck.columns("intermediate", "clv_diagnostics") == list(clv_step.DIAGNOSTICS_COLUMNS)
