@@ -292,6 +292,9 @@ def run(wh: Warehouse, as_of: date, run_id: str, settings: ClvSettings | None = 
         "n_repeat_buyers": fit_row["n_repeat_buyers"],
         "predictions": 0 if rows is None else int(len(rows)),
         "fit_seconds": fit_row["fit_seconds"],
+        # for crm bench: the prediction without and the bands alone (docs/performance.md)
+        "predict_seconds": round(float(params.get("predict_seconds") or 0.0), 3),
+        "uncertainty_seconds": round(float(params.get("uncertainty_seconds") or 0.0), 3),
         "params": {k: (None if fit_row[k] is None else float(f"{fit_row[k]:.6g}")) for k in _PARAM_KEYS},
     }
     if status != "ok":

@@ -17,6 +17,8 @@ TARGETS = {
     "increment_seconds": 120.0,
     "increment_2x_ratio": 1.3,
     "postgres_stage_vs_duckdb": 5.0,
+    # fit, predict and the uncertainty bands over fit and predict alone (docs/rules.md "Lifetime value")
+    "clv_with_uncertainty_vs_fit_predict": 5.0,
 }
 
 
@@ -32,6 +34,10 @@ def evaluate(result: BenchResult) -> None:
     inc, inc2 = result.run("increment", "duckdb"), result.run("increment_2x", "duckdb")
     if inc and inc2 and inc.ok and inc2.ok:
         result.ratios["increment_2x_ratio"] = round(inc2.stages["total"].seconds / inc.stages["total"].seconds, 3)
+    if full and "clv_fit:uncertainty" in full.stages and full.stages["clv_fit:fit_and_predict"].seconds:
+        base = full.stages["clv_fit:fit_and_predict"].seconds
+        result.ratios["clv_with_uncertainty_vs_fit_predict"] = round(
+            (base + full.stages["clv_fit:uncertainty"].seconds) / base, 2)
     binding = result.scale == "L"
 
     def target(name: str, measured, limit, ok: bool | None, run: RunFigures | None, higher_is_better=False,
@@ -65,6 +71,11 @@ def evaluate(result: BenchResult) -> None:
     if r2 is not None:
         target("increment on 2x history / increment (DuckDB)", r2, TARGETS["increment_2x_ratio"],
                r2 <= TARGETS["increment_2x_ratio"], inc2)
+    ru = result.ratios.get("clv_with_uncertainty_vs_fit_predict")
+    if ru is not None:
+        target("CLV with uncertainty bands / fit and predict (DuckDB)", ru,
+               TARGETS["clv_with_uncertainty_vs_fit_predict"], ru <= TARGETS["clv_with_uncertainty_vs_fit_predict"],
+               full, within="clv_fit:")
     for phase in PHASES:
         d, p = result.run(phase, "duckdb"), result.run(phase, "postgres")
         if not (d and p):

@@ -132,6 +132,11 @@ def _read_run_record(fig: RunFigures, warehouse: str, as_of: date, sampler: Tree
         elif stage == "publish" and isinstance(info.get("tables"), dict):
             rows_n = int(sum(int(v or 0) for v in info["tables"].values()))
         fig.stages[stage] = StageFigure(seconds, rows_n, sampler.peak(start, end))
+        if stage == "clv_fit" and info.get("uncertainty_seconds") is not None:
+            # the CLV's parts: fit and predict, and the bands from the parameters' uncertainty
+            fig.stages["clv_fit:fit_and_predict"] = StageFigure(
+                float(info.get("fit_seconds") or 0.0) + float(info.get("predict_seconds") or 0.0), rows_n)
+            fig.stages["clv_fit:uncertainty"] = StageFigure(float(info["uncertainty_seconds"]), rows_n)
         for model, model_s in (info.get("model_seconds") or {}).items():
             fig.slowest_models.append((stage, model, float(model_s)))
         tests = info.get("test_seconds") or {}
