@@ -15,6 +15,20 @@
     quantile_cont({{ expr }}, {{ p }})
 {%- endmacro %}
 
+{#- Discrete percentile (p in 0..1): the first value whose cumulative share reaches p, a
+    value of the data, exact on both engines. -#}
+{% macro crm_percentile_disc(expr, p) -%}
+    {{ return(adapter.dispatch('crm_percentile_disc')(expr, p)) }}
+{%- endmacro %}
+
+{% macro default__crm_percentile_disc(expr, p) -%}
+    percentile_disc({{ p }}) within group (order by {{ expr }})
+{%- endmacro %}
+
+{% macro duckdb__crm_percentile_disc(expr, p) -%}
+    quantile_disc({{ expr }}, {{ p }})
+{%- endmacro %}
+
 {% macro crm_median(expr) -%}
     {{ crm_percentile_cont(expr, 0.5) }}
 {%- endmacro %}

@@ -19,9 +19,9 @@
     ('|' || {{ list_expr }} || '|' like '%|' || {{ value_expr }} || '|%')
 {%- endmacro %}
 
-{#- A non-negative money amount divided by a positive count, as numeric(18,2) rounded
-    half up, identically on both engines (DuckDB turns decimal division and avg() into
-    doubles, which round 0.005 cases differently from PostgreSQL's exact numerics). -#}
+{#- A money amount divided by a positive count, as numeric(18,2) rounded half away from
+    zero (PostgreSQL's numeric rounding), identically on both engines (DuckDB turns decimal
+    division and avg() into doubles, which round 0.005 cases differently). -#}
 {% macro value_money_ratio(amount, count) -%}
     {{ return(adapter.dispatch('value_money_ratio')(amount, count)) }}
 {%- endmacro %}
@@ -32,7 +32,8 @@
 
 {% macro duckdb__value_money_ratio(amount, count) -%}
     cast(
-        cast((2 * cast(round(cast({{ amount }} as decimal(38, 2)) * 100) as hugeint) + ({{ count }})) // (2 * ({{ count }})) as decimal(38, 0))
+        sign({{ amount }})
+        * cast((2 * cast(round(abs(cast({{ amount }} as decimal(38, 2))) * 100) as hugeint) + ({{ count }})) // (2 * ({{ count }})) as decimal(38, 0))
         * cast(0.01 as decimal(3, 2))
     as numeric(18, 2))
 {%- endmacro %}

@@ -20,7 +20,7 @@ channel_values as (
         sum(revenue_to_date) as revenue_to_date,
         sum(profit_to_date) as profit_to_date,
         count(clv_12m) as customers_with_clv,
-        avg(clv_12m) as clv_12m_per_customer
+        sum(clv_12m) as clv_12m_total
     from buyers
     group by acquisition_channel
 ),
@@ -47,12 +47,12 @@ final as (
         {%- endfor %}
         cast(channel_values.revenue_to_date as numeric(18, 2)) as revenue_to_date,
         cast(channel_values.profit_to_date as numeric(18, 2)) as profit_to_date,
-        cast(channel_values.revenue_to_date / channel_values.customers_acquired as numeric(18, 2))
-            as revenue_per_customer,
-        cast(channel_values.profit_to_date / channel_values.customers_acquired as numeric(18, 2))
-            as profit_per_customer,
+        {{ value_money_ratio('channel_values.revenue_to_date', 'channel_values.customers_acquired') }} as revenue_per_customer,
+        {{ value_money_ratio('channel_values.profit_to_date', 'channel_values.customers_acquired') }} as profit_per_customer,
         cast(channel_values.customers_with_clv as integer) as customers_with_clv,
-        cast(channel_values.clv_12m_per_customer as numeric(18, 2)) as clv_12m_per_customer
+        cast(case when channel_values.customers_with_clv > 0
+            then {{ value_money_ratio('channel_values.clv_12m_total', 'channel_values.customers_with_clv') }}
+        end as numeric(18, 2)) as clv_12m_per_customer
     from channel_values
     left join retention on channel_values.acquisition_channel = retention.acquisition_channel
 )

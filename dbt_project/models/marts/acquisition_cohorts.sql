@@ -22,7 +22,7 @@ cohort_values as (
         sum(revenue_to_date) as revenue_to_date,
         sum(profit_to_date) as profit_to_date,
         count(clv_12m) as customers_with_clv,
-        avg(clv_12m) as clv_12m_per_customer
+        sum(clv_12m) as clv_12m_total
     from buyers
     group by cohort_month, acquisition_channel
 ),
@@ -50,12 +50,12 @@ final as (
         {%- endfor %}
         cast(cohort_values.revenue_to_date as numeric(18, 2)) as revenue_to_date,
         cast(cohort_values.profit_to_date as numeric(18, 2)) as profit_to_date,
-        cast(cohort_values.revenue_to_date / cohort_values.customers_acquired as numeric(18, 2))
-            as revenue_per_customer,
-        cast(cohort_values.profit_to_date / cohort_values.customers_acquired as numeric(18, 2))
-            as profit_per_customer,
+        {{ value_money_ratio('cohort_values.revenue_to_date', 'cohort_values.customers_acquired') }} as revenue_per_customer,
+        {{ value_money_ratio('cohort_values.profit_to_date', 'cohort_values.customers_acquired') }} as profit_per_customer,
         cast(cohort_values.customers_with_clv as integer) as customers_with_clv,
-        cast(cohort_values.clv_12m_per_customer as numeric(18, 2)) as clv_12m_per_customer
+        cast(case when cohort_values.customers_with_clv > 0
+            then {{ value_money_ratio('cohort_values.clv_12m_total', 'cohort_values.customers_with_clv') }}
+        end as numeric(18, 2)) as clv_12m_per_customer
     from cohort_values
     left join retention
         on cohort_values.cohort_month = retention.cohort_month

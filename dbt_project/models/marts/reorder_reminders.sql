@@ -2,8 +2,8 @@
 -- date"): the customers to call before their next purchase falls due, not after it is
 -- overdue. One row per customer whose expected next purchase (customer_churn: last
 -- purchase day + median interval) falls within var reorder_reminder_lead_days days from the
--- run date (0 = due today), who is not lost. With owner, typical order value (median net
--- revenue of the invoiced orders in the var trailing_days days up to the run date), the
+-- run date (0 = due today), who is not lost. With owner, typical order value (the median
+-- order, the lower middle one of an even count: net revenue of the invoiced orders in the var trailing_days days up to the run date), the
 -- CLV step's expected order value, 12-month CLV and probability alive, and which
 -- buying-centre roles have a contact at the account (flags only, no personal data).
 -- reminder_rank orders each account manager's list by value: 12-month CLV, then
@@ -50,7 +50,7 @@ due as (
 typical_orders as (
     select
         orders.customer_id,
-        {{ crm_median('orders.net_revenue') }} as typical_order_value
+        {{ crm_percentile_disc('orders.net_revenue', 0.5) }} as typical_order_value
     from orders
     inner join due on orders.customer_id = due.customer_id
     where {{ is_invoiced('orders.status') }}

@@ -224,7 +224,8 @@ final as (
         cast(coalesce(totals.revenue_lost_churned, 0) as decimal(18, 2)) as revenue_lost_churned,
         cast(coalesce(period_profit.period_profit, 0) as decimal(18, 2)) as period_profit,
         cast(case
-            when totals.customers_at_end > 0 then coalesce(period_profit.period_profit, 0) / totals.customers_at_end
+            when totals.customers_at_end > 0
+                then {{ value_money_ratio('coalesce(period_profit.period_profit, 0)', 'totals.customers_at_end') }}
         end as decimal(18, 2)) as profit_per_active_customer,
         cast(coalesce(period_profit.profitable_customers, 0) as integer) as profitable_customers,
         cast(case

@@ -62,7 +62,7 @@ final as (
         cast(gross_margin as numeric(18, 2)) as gross_margin,
         cast(cost_to_serve as numeric(18, 2)) as cost_to_serve,
         cast(profit as numeric(18, 2)) as profit,
-        cast(profit / customers as numeric(18, 2)) as profit_per_customer,
+        {{ value_money_ratio('profit', 'customers') }} as profit_per_customer,
         cast(profit >= 0 as boolean) as is_break_even
     from grouped
 )
