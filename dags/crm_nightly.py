@@ -1,4 +1,4 @@
-"""crm_nightly: extract → dbt (staging, intermediate) → CLV fit → dbt (marts) → gate → publish.
+"""crm_nightly: extract → dbt (staging, intermediate) → CLV fit → dbt (marts) → gate → publish → report.
 
 A table of contents only: every task calls a function of ``crm_pipeline.pipeline``.
 One run per day; its data interval is that day, and ``as_of`` is the day the interval
@@ -83,6 +83,14 @@ def crm_nightly():
             return pipeline.publish(run["run_id"], date.fromisoformat(run["as_of"]))
 
     @task(retries=0)
+    def report(run: dict) -> dict:
+        from datetime import date
+
+        from crm_pipeline import pipeline
+
+        return pipeline.report(run["run_id"], date.fromisoformat(run["as_of"]))
+
+    @task(retries=0)
     def finish(run: dict) -> None:
         from datetime import date
 
@@ -103,7 +111,7 @@ def crm_nightly():
     dbt_marts >> gated
     published = publish(run)
     gated >> published
-    published >> finish(run)
+    published >> report(run) >> finish(run)
 
 
 crm_nightly()

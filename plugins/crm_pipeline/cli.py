@@ -22,6 +22,7 @@ from crm_pipeline.cli_clv import clv_app
 from crm_pipeline.cli_clv_validate import validate as clv_validate
 from crm_pipeline.cli_docs import docs
 from crm_pipeline.cli_migrate import migrate
+from crm_pipeline.cli_report import report
 from crm_pipeline.cli_quarantine import quarantine_app
 from crm_pipeline.cli_reconcile import reconcile
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
@@ -173,6 +174,12 @@ def _print_summary(summary: dict, home: Path) -> None:
         console.print(f"data docs: {summary['docs']}")
     if dbt_docs.exists():
         console.print(f"dbt docs:  {dbt_docs}")
+    report = next((s for s in summary.get("stages") or [] if s.get("stage") == "report"), None)
+    if report and report.get("status") == "ok":
+        console.print(f"report:    {(report.get('details') or {}).get('report')}", highlight=False)
+    elif report:
+        console.print(f"[yellow]warning:[/] the report was not written: {(report.get('details') or {}).get('error')}",
+                      highlight=False)
 
 
 #: what to do after a run failed in a stage (the message starts with the stage's name)
@@ -330,6 +337,7 @@ app.command("status")(status)
 app.command("reconcile")(reconcile)
 app.command("docs")(docs)
 app.command("migrate")(migrate)
+app.command("report")(report)
 clv_app.command("validate")(clv_validate)
 app.add_typer(clv_app, name="clv")
 app.add_typer(quarantine_app, name="quarantine")

@@ -145,6 +145,31 @@ def publish(run_id: str, as_of: date) -> dict[str, Any]:
     return details
 
 
+def report(run_id: str, as_of: date) -> dict[str, Any]:
+    """Write the night's HTML report (docs/report/<as_of>.html and index.html).
+
+    A report is for people, not for BI: when it cannot be written the run still succeeds
+    and the report stage is recorded as failed with its reason (a warning), never an
+    unpublish."""
+    from crm_pipeline.report.render import REPORT_LINKS, write_report
+
+    settings = RunSettings.resolve()
+    started_at, started = runs.now(), time.perf_counter()
+    out_dir = settings.home / "docs" / "report"
+    try:
+        with Warehouse(settings.warehouse) as wh:
+            written = write_report(wh, as_of, out_dir, links=REPORT_LINKS)
+        details = {"report": str(written.path), "index": str(written.index), "bytes": written.bytes}
+        record_success(run_id, "report", started_at, time.perf_counter() - started, details)
+        return details
+    except Exception as exc:  # noqa: BLE001
+        log.warning("the report was not written: %s", first_line(exc))
+        with Warehouse(settings.warehouse) as wh:
+            runs.record_stage(wh, run_id, "report", "failed", started_at, time.perf_counter() - started,
+                              {"error": first_line(exc)})
+        return {"error": first_line(exc)}
+
+
 def finish(run_id: str, as_of: date) -> None:
     """Document the published state (dbt docs) and close the run record as a success.
 

@@ -1,0 +1,169 @@
+"""The nightly report: written by every run and by `crm report`, its figures equal the
+published tables, and headless Chromium (networking disabled) draws every section.
+
+The figures are recounted here with SQL on the published tables and compared with the
+numbers the page carries (chart data and takeaways), never with the report's own frames.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from wap_helpers import BASE_AS_OF, baseline_home, copy_home, open_wh, run_cli
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+SECTIONS = ["night", "value", "rfm", "retention", "credit", "segments", "clv", "calls"]
+#: where the browser test leaves its screenshot (git ignores the folder)
+SCREENSHOT = Path(__file__).resolve().parents[1] / ".pytest_cache" / "report" / "report-browser.png"
+
+
+class _Figures(HTMLParser):
+    """The Plotly figures of a page per section, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.section, self.figures = None, {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.section = attrs.get("data-section")
+        if "data-figure" in attrs:
+            self.figures.setdefault(self.section, []).append(json.loads(attrs["data-figure"]))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return baseline_home(tmp_path_factory)  # read only here; tests that change it work on a copy
+
+
+@pytest.fixture(scope="module")
+def page(home):
+    path = home / "docs" / "report" / f"{BASE_AS_OF}.html"
+    parser = _Figures()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return path, parser.figures
+
+
+def test_every_run_writes_the_report_and_the_index(home, page):
+    path, figures = page
+    assert path.exists() and (home / "docs" / "report" / "index.html").exists()
+    assert (home / "docs" / "report" / "plotly.min.js").exists()
+    assert path.stat().st_size < 3 * 1024 * 1024
+    assert set(figures) == set(SECTIONS)
+    text = path.read_text(encoding="utf-8")
+    assert "cdn." not in text and "https://" not in text  # nothing to fetch
+
+
+def test_the_figures_equal_the_published_tables(home, page):
+    path, figures = page
+    text = path.read_text(encoding="utf-8")
+    with open_wh(f"duckdb:///{home / 'warehouse.duckdb'}") as wh:
+        tiers = dict(wh.query("select value_tier, count(*) from published.customer_value_tiers group by 1"))
+        buyers = wh.scalar("select count(*) from published.customer_value_tiers where revenue_rank is not null")
+        vip_share = wh.scalar("select sum(case when value_tier = 'VIP' then trailing_12m_revenue else 0 end) "
+                              "/ sum(trailing_12m_revenue) from published.customer_value_tiers "
+                              "where revenue_rank is not null")
+        grades = wh.query("select cast(grade_quarter as varchar), coalesce(credit_grade, '(not graded)'), count(*) "
+                          "from published.customer_credit_grades group by 1, 2")
+        migration = wh.query("select from_grade, to_grade, customers from published.credit_grade_migration")
+        top20 = wh.scalar("select top20_revenue_share from published.pareto_concentration where as_of = ?",
+                          (BASE_AS_OF,))
+    pyramid = figures["value"][0]["data"][0]
+    assert dict(zip(pyramid["y"], pyramid["x"])) == tiers
+    assert f"{tiers['VIP']} VIP customers, {100 * tiers['VIP'] / buyers:.0f} % of buyers, bring " \
+           f"{100 * float(vip_share):.0f} % of revenue" in text
+    pareto = figures["value"][1]["data"][0]
+    k = -(-20 * buyers // 100)  # the first ceil(20 % x buyers) buyers
+    assert pareto["x"][20] == pytest.approx(k / buyers)
+    assert pareto["y"][20] == pytest.approx(float(top20), abs=1e-6)
+    mix = {}
+    for trace in figures["credit"][0]["data"]:
+        for quarter, n in zip(trace["x"], trace["y"]):
+            mix[(quarter[:10], trace["name"])] = n
+    assert mix == {(q[:10], g): n for q, g, n in grades}
+    if migration:  # the first night has a single graded quarter: nothing migrated yet
+        heat = figures["credit"][1]["data"][0]
+        cells = {(f, t): z for f, row in zip(heat["y"], heat["z"]) for t, z in zip(heat["x"], row) if z is not None}
+        assert cells == {(f, t): n for f, t, n in migration}
+
+
+def test_crm_report_writes_any_published_date_and_refuses_others(home, tmp_path):
+    home = copy_home(home, tmp_path / "home")
+    out = tmp_path / "night.html"
+    result = run_cli(["report", "--home", home, "--as-of", BASE_AS_OF.isoformat(), "--out", out])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and (tmp_path / "plotly.min.js").exists()
+    refused = run_cli(["report", "--home", home, "--as-of", "2026-01-01"])
+    assert refused.exit_code == 1 and "2026-01-01 was never published" in refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_a_section_whose_table_is_not_published_says_so(home, tmp_path):
+    copy = copy_home(home, tmp_path / "home")
+    with open_wh(f"duckdb:///{copy / 'warehouse.duckdb'}") as wh:
+        wh.execute("drop table published.segment_profiles")
+    result = run_cli(["report", "--home", copy])
+    assert result.exit_code == 0, result.output
+    text = (copy / "docs" / "report" / f"{BASE_AS_OF}.html").read_text(encoding="utf-8")
+    segment = text[text.index('data-section="segments"'):text.index('data-section="clv"')]
+    assert "Not published yet: segment_profiles." in segment
+    assert 'data-section="calls"' in text  # the sections after it are still there
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert CHROMIUM and CHROMEDRIVER, "Debian's chromium and chromium-driver are needed (.ci/run installs them)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1200,900", "--host-resolver-rules=MAP * ~NOTFOUND"):  # no network at all
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_every_section_is_drawn_in_a_real_browser_offline(page, browser):
+    path, figures = page
+    browser.get(path.as_uri())
+    deadline = time.monotonic() + 60
+    drawn = {}
+    while time.monotonic() < deadline:
+        drawn = browser.execute_script(
+            "const out = {};"
+            "document.querySelectorAll('section[data-section]').forEach(s => {"
+            "  const svgs = [...s.querySelectorAll('svg.main-svg')].filter(g => g.getBoundingClientRect().width > 0"
+            "    && g.querySelectorAll('path, rect, text').length > 0);"
+            "  out[s.dataset.section] = svgs.length; });"
+            "return out;")
+        if all(drawn.get(k, 0) >= len(figures.get(k, [])) > 0 for k in SECTIONS):
+            break
+        time.sleep(0.5)
+    assert all(drawn.get(k, 0) > 0 for k in SECTIONS), drawn
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors
+    assert browser.execute_script("return typeof Plotly") == "object"
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(name.startswith("file://") for name in loaded), loaded
+    body = browser.execute_script("return document.body.innerText")
+    assert re.search(r"\d+ VIP customers", body)
+    browser.set_window_size(1200, 2400)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
