@@ -16,7 +16,8 @@ from plotly.utils import PlotlyJSONEncoder
 
 from crm_pipeline.report.data import Section
 
-FONT = "Noto Sans CJK SC, Source Han Sans SC, Microsoft YaHei, PingFang SC, Segoe UI, Helvetica, Arial, sans-serif"
+FONT = ("Noto Sans CJK SC, Source Han Sans SC, Microsoft YaHei, PingFang SC, WenQuanYi Micro Hei, Segoe UI, "
+        "Helvetica, Arial, sans-serif")
 GRADE_COLOURS = {"AAA": "#1a7f37", "AA": "#4caf50", "A": "#9ccc65", "B": "#ffb300", "C": "#e53935",
                  "(not graded)": "#bdbdbd"}
 

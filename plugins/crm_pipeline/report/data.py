@@ -360,7 +360,7 @@ def who_to_call(r: _Reader) -> Section:
             managers.setdefault(manager, {})[name] = rows.drop(columns="account_manager").head(SHORT_LIST)
     s.facts["managers"] = dict(sorted(managers.items()))
     s.facts["counts"] = {name: len(frame) for name, frame in lists.items()}
-    s.takeaway = "; ".join(f"{n} {name.lower()}" for name, n in s.facts["counts"].items()) + "."
+    s.takeaway = "To call: " + "; ".join(f"{name} {n}" for name, n in s.facts["counts"].items()) + "."
     return s
 
 
