@@ -167,3 +167,20 @@ def test_every_section_is_drawn_in_a_real_browser_offline(page, browser):
     browser.set_window_size(1200, 2400)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(SCREENSHOT))
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_not_a_failure(home, tmp_path, monkeypatch):
+    from crm_pipeline import pipeline
+
+    copy = copy_home(home, tmp_path / "home")
+    (copy / "docs").mkdir(exist_ok=True)
+    (copy / "docs" / "report").write_text("a file where the report folder should be")
+    monkeypatch.setenv("CRM_HOME", str(copy))
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_WAREHOUSE", f"duckdb:///{copy / 'warehouse.duckdb'}")
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_SOURCE", f"sqlite:///{copy / 'source.sqlite'}")
+    result = pipeline.report("manual-report-test", BASE_AS_OF)
+    assert "error" in result and "Traceback" not in result["error"]
+    with open_wh(f"duckdb:///{copy / 'warehouse.duckdb'}") as wh:
+        assert wh.query("select status from ops.run_stages where run_id = 'manual-report-test' "
+                        "and stage = 'report'") == [("failed",)]
+        assert wh.scalar("select count(*) from published.customer_segments") > 0  # nothing unpublished
