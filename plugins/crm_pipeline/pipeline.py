@@ -25,6 +25,7 @@ from crm_pipeline.extract import BatchRejected
 from crm_pipeline.liveness import day_not_ended
 from crm_pipeline.gates import GateError
 from crm_pipeline.gates.credit_facts import credit_facts
+from crm_pipeline.report.render import REPORT_LINKS, write_report
 from crm_pipeline.runs import record_success, stage
 from crm_pipeline.settings import ConfigError
 from crm_pipeline.warehouse import Warehouse
@@ -151,8 +152,6 @@ def report(run_id: str, as_of: date) -> dict[str, Any]:
     A report is for people, not for BI: when it cannot be written the run still succeeds
     and the report stage is recorded as failed with its reason (a warning), never an
     unpublish."""
-    from crm_pipeline.report.render import REPORT_LINKS, write_report
-
     settings = RunSettings.resolve()
     started_at, started = runs.now(), time.perf_counter()
     out_dir = settings.home / "docs" / "report"
