@@ -95,3 +95,24 @@ def crm(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.C
 def psycopg2_url(url: str) -> str:
     """The URL for SQLAlchemy with psycopg2 (SQLAlchemy 2.1 defaults to psycopg 3 for postgresql://)."""
     return url.replace("postgresql://", "postgresql+psycopg2://", 1) if url.startswith("postgresql://") else url
+
+
+def headless_chromium(*arguments: str, browser_log: bool = False):
+    """Debian's chromium under its chromedriver, headless, with ``arguments`` added (for
+    example a host-resolver rule that cuts the network); the caller quits it."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and chromedriver, "Debian's chromium and chromium-driver are needed (.ci/run installs them)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *arguments):
+        options.add_argument(argument)
+    if browser_log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.set_page_load_timeout(60)
+    return driver

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from helpers import headless_chromium
 from wap_helpers import BASE_AS_OF, baseline_home, copy_home, open_wh, run_cli
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SECTIONS = ["night", "value", "rfm", "retention", "credit", "segments", "clv", "calls"]
 #: where the browser test leaves its screenshot (git ignores the folder)
 SCREENSHOT = Path(__file__).resolve().parents[1] / ".pytest_cache" / "report" / "report-browser.png"
@@ -122,18 +121,8 @@ def test_a_section_whose_table_is_not_published_says_so(home, tmp_path):
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMIUM and CHROMEDRIVER, "Debian's chromium and chromium-driver are needed (.ci/run installs them)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1200,900", "--host-resolver-rules=MAP * ~NOTFOUND"):  # no network at all
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = headless_chromium("--window-size=1200,900", "--host-resolver-rules=MAP * ~NOTFOUND",  # no network
+                               browser_log=True)
     try:
         yield driver
     finally:

@@ -3,7 +3,7 @@
 -- 1, 3, 6 and 12 months after acquisition over the cohorts whose month is complete
 -- (active customers over those cohorts' customers; null when no cohort is old enough),
 -- and revenue, profit and predicted 12-month CLV per customer.
-{%- set retention_months = [1, 3, 6, 12] %}
+{%- set retention_months = acquisition_retention_months() %}
 
 with buyers as (
     select * from {{ ref('int_acquisition_customers') }}
@@ -16,11 +16,7 @@ triangle as (
 channel_values as (
     select
         acquisition_channel,
-        count(*) as customers_acquired,
-        sum(revenue_to_date) as revenue_to_date,
-        sum(profit_to_date) as profit_to_date,
-        count(clv_12m) as customers_with_clv,
-        sum(clv_12m) as clv_12m_total
+        {{ acquisition_value_sums() }}
     from buyers
     group by acquisition_channel
 ),
@@ -40,19 +36,7 @@ retention as (
 final as (
     select
         cast(channel_values.acquisition_channel as varchar) as acquisition_channel,
-        cast({{ as_of_date() }} as date) as as_of,
-        cast(channel_values.customers_acquired as integer) as customers_acquired,
-        {%- for k in retention_months %}
-        cast(retention.retention_m{{ k }} as numeric(9, 6)) as retention_m{{ k }},
-        {%- endfor %}
-        cast(channel_values.revenue_to_date as numeric(18, 2)) as revenue_to_date,
-        cast(channel_values.profit_to_date as numeric(18, 2)) as profit_to_date,
-        {{ value_money_ratio('channel_values.revenue_to_date', 'channel_values.customers_acquired') }} as revenue_per_customer,
-        {{ value_money_ratio('channel_values.profit_to_date', 'channel_values.customers_acquired') }} as profit_per_customer,
-        cast(channel_values.customers_with_clv as integer) as customers_with_clv,
-        cast(case when channel_values.customers_with_clv > 0
-            then {{ value_money_ratio('channel_values.clv_12m_total', 'channel_values.customers_with_clv') }}
-        end as numeric(18, 2)) as clv_12m_per_customer
+        {{ acquisition_value_columns('channel_values', 'retention') }}
     from channel_values
     left join retention on channel_values.acquisition_channel = retention.acquisition_channel
 )
