@@ -144,7 +144,13 @@ def test_the_only_person_named_in_published_is_the_customers_account_manager(tmp
     assert len(staff) >= 3 and published and published <= staff
     assert not (published & contacts)
     assert {c for _, c in columns if "manager" in c} == {"account_manager"}
-    assert {t for t, c in columns if c == "account_manager"} == {"customer_segments"}
+    # the tables that route work to account managers (README, "What BI reads")
+    assert {t for t, c in columns if c == "account_manager"} == {
+        "customer_segments", "reorder_reminders", "churn_reasons", "segment_pnl"}
+    for table in ("reorder_reminders", "churn_reasons", "segment_pnl"):
+        with open_wh(f"duckdb:///{home / 'warehouse.duckdb'}") as wh:
+            named = {r[0] for r in wh.query(f"select distinct account_manager from published.{table}")}
+        assert named - {"(unassigned)", "(all)"} <= staff and not (named & contacts), table
 
 
 @pytest.mark.slow

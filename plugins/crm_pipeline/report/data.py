@@ -115,7 +115,9 @@ def night(r: _Reader) -> Section:
     total = float(s.frames["stages"]["seconds"].sum())
     extracted = int(s.frames["entities"]["extracted"].sum()) if "entities" in s.frames else 0
     quarantined = int(s.frames["entities"]["quarantined"].sum()) if "entities" in s.frames else 0
-    s.takeaway = (f"Run {run.status} in {total:.0f} s: {extracted:,} rows extracted, {quarantined:,} quarantined, "
+    # the report is written by the run itself, before it closes: a running run has published
+    outcome = "published" if run.status in ("running", "success") else run.status
+    s.takeaway = (f"Run {outcome} in {total:.0f} s: {extracted:,} rows extracted, {quarantined:,} quarantined, "
                   f"{int(s.frames['waiting']['rows'].sum()):,} waiting in quarantine; gate {s.facts['gate']}"
                   + (f" with {len(s.facts['warnings'])} warning(s)" if s.facts["warnings"] else "") + ".")
     return s
