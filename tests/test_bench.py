@@ -176,3 +176,23 @@ def test_bench_on_a_postgresql_warehouse(tmp_path):
         assert set(run["dbt_tests"]) == {"dbt_staging", "dbt_marts"}
         assert all(t["n"] > 20 and t["seconds"] > 0 for t in run["dbt_tests"].values())
     assert fig["reference"] == {} and "extract_vs_copy" not in fig["ratios"]
+
+
+def test_bench_at_the_demo_scale_times_the_first_run_and_the_next_day(tmp_path):
+    """`crm bench --scale demo`: the embedded default as a user runs it (SQLite demo source,
+    DuckDB warehouse), the first run and the next day, their ratio printed against its
+    target (docs/performance.md); no figure is asserted."""
+    out = tmp_path / "demo.json"
+    proc = crm("bench", "--scale", "demo", "--home", str(tmp_path / "bench"), "--json", str(out), timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "demo: next day / first run" in proc.stdout
+    fig = json.loads(out.read_text())
+    runs = {r["phase"]: r for r in fig["runs"]}
+    assert set(runs) == {"first_run", "next_day"} and all(r["ok"] for r in runs.values())
+    rows = fig["sources"]["demo"]["rows"]
+    # the first run extracts the whole source as it was; the next day only what changed
+    first = runs["first_run"]["stages"]
+    assert first["extract:customers"]["rows"] <= rows["customers"] and first["extract:orders"]["rows"] > 1000
+    assert runs["next_day"]["stages"]["extract:orders"]["rows"] < first["extract:orders"]["rows"] / 10
+    assert fig["ratios"]["demo_next_day_vs_first_run"] > 0
+    assert [t["target"] for t in fig["targets"]] == ["demo: next day / first run (DuckDB)"]

@@ -14,7 +14,9 @@ from crm_pipeline.cli_common import UserError, _guard, _home, _parse_date, conso
 
 @_guard
 def bench(
-    scale: str = typer.Option(..., "--scale", help="S (100k customers, 2M orders), L (1M, 20M) or CUSTOMERSxORDERS."),
+    scale: str = typer.Option(..., "--scale", help="demo (the embedded default: 5,000 customers, SQLite source, "
+                                                    "first run and next day), S (100k customers, 2M orders), L (1M, "
+                                                    "20M) or CUSTOMERSxORDERS."),
     source: Optional[str] = typer.Option(
         None, "--source", envvar="CRM_BENCH_SOURCE",
         help="PostgreSQL URL; the benchmark fills the databases <db>_h1 and <db>_h2 on that server."),
@@ -35,6 +37,9 @@ def bench(
     """Run the real DAG at scale (full load, one nightly increment, the same on twice the
     history) and print seconds, rows/s and peak RSS per stage, the reference readers and
     the targets."""
+    if scale.strip().lower() == "demo":
+        _demo(home, as_of, json_file)
+        return
     if not source:
         raise UserError("crm bench needs a PostgreSQL server for its source",
                         "pass --source postgresql://user@host:5432/crm_bench (or set CRM_BENCH_SOURCE)")
@@ -52,6 +57,22 @@ def bench(
                                  on_event=lambda text: (status.update(text), console.log(text)))
     except ValueError as exc:
         raise UserError(str(exc), "see `crm bench --help`") from None
+    benchmark.render(result, console)
+    if json_file:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
+        console.print(f"figures: {json_file}")
+    if any(not r.ok for r in result.runs):
+        raise UserError("a benchmark run failed", f"see the run logs under {bench_home}")
+
+
+def _demo(home: Optional[Path], as_of: Optional[str], json_file: Optional[Path]) -> None:
+    """``crm bench --scale demo``: the embedded default, first run and next day."""
+    as_of_d = _parse_date(as_of, "--as-of") or benchmark.DEFAULT_AS_OF
+    bench_home = (home or _home(None) / "bench").resolve()
+    with console.status("benchmark …") as status:
+        result = benchmark.run_demo_bench(bench_home, as_of=as_of_d,
+                                          on_event=lambda text: (status.update(text), console.log(text)))
     benchmark.render(result, console)
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)

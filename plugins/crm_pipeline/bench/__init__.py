@@ -5,6 +5,6 @@ scale, timed, with reference readers and targets) and the scaled PostgreSQL sour
 from crm_pipeline.bench.databases import recreate_database
 from crm_pipeline.bench.figures import PHASES, BenchResult
 from crm_pipeline.bench.report import render
-from crm_pipeline.bench.runner import DEFAULT_AS_OF, run_bench
+from crm_pipeline.bench.runner import DEFAULT_AS_OF, run_bench, run_demo_bench
 
-__all__ = ["BenchResult", "DEFAULT_AS_OF", "PHASES", "recreate_database", "render", "run_bench"]
+__all__ = ["BenchResult", "DEFAULT_AS_OF", "PHASES", "recreate_database", "render", "run_bench", "run_demo_bench"]

@@ -19,6 +19,8 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from crm_pipeline.bench.databases import (
     database_name,
     database_url,
@@ -32,10 +34,52 @@ from crm_pipeline.bench.scale import ensure as ensure_scaled_source
 from crm_pipeline.bench.scale import parse_scale
 from crm_pipeline.bench.timed_run import run_pipeline
 from crm_pipeline.connections import redact
+from crm_pipeline.contract import ENTITIES
+from crm_pipeline.demo.source import advance_source
+
+#: the embedded default's scale: the demo source (SQLite) with its default customers
+DEMO_CUSTOMERS = 5000
+#: the demo's phases: the first run and the next day
+DEMO_PHASES = ("first_run", "next_day")
 
 #: the full load's date; the increment is the day after: an ordinary night inside a quarter
 #: (the first night of a quarter also computes that quarter's credit snapshot once)
 DEFAULT_AS_OF = date(2025, 6, 15)
+
+
+def run_demo_bench(home: Path, *, as_of: date = DEFAULT_AS_OF, on_event=None) -> BenchResult:
+    """The embedded default as a user runs it: the demo source in SQLite and a DuckDB
+    warehouse, the first run and the next day (docs/performance.md)."""
+    say = on_event or (lambda text: None)
+    demo_home = home / "demo"
+    shutil.rmtree(demo_home, ignore_errors=True)
+    demo_home.mkdir(parents=True)
+    source = f"sqlite:///{demo_home / 'source.sqlite'}"
+    warehouse = f"duckdb:///{demo_home / 'warehouse.duckdb'}"
+    say(f"demo source: {DEMO_CUSTOMERS:,} customers up to {as_of} …")
+    advance_source(source, as_of, customers=DEMO_CUSTOMERS)
+    counts = _source_counts(source)
+    result = BenchResult("DEMO", counts["customers"], counts["orders"], as_of)
+    result.sources["demo"] = {"url": "sqlite (demo)", "rows": counts}
+    say("first run on duckdb …")
+    result.runs.append(run_pipeline("first_run", "duckdb", demo_home, as_of, source, warehouse))
+    day = as_of + timedelta(days=1)
+    say(f"demo source: one more day ({day}) …")
+    advance_source(source, day, customers=DEMO_CUSTOMERS)
+    say("next day on duckdb …")
+    result.runs.append(run_pipeline("next_day", "duckdb", demo_home, day, source, warehouse))
+    evaluate(result)
+    return result
+
+
+def _source_counts(source: str) -> dict[str, int]:
+    """Rows per entity of the demo source (customers created so far, not the generator's total)."""
+    engine = sa.create_engine(source)
+    try:
+        with engine.connect() as conn:
+            return {e.name: int(conn.execute(sa.text(f"select count(*) from {e.name}")).scalar_one()) for e in ENTITIES}
+    finally:
+        engine.dispose()
 
 
 def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *, as_of: date = DEFAULT_AS_OF,
