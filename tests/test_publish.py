@@ -250,7 +250,9 @@ def test_a_history_table_whose_columns_changed_is_refused_until_migrated(warehou
     before = _published_once(warehouse_url)
     with open_wh(warehouse_url) as wh:
         wh.execute("alter table audit.segment_profiles add column share double precision")
-        with pytest.raises(PublishError, match=r"published.segment_profiles has columns .* needs a migration"):
+        with pytest.raises(pub.PublishNeedsMigration,
+                           match=r"published.segment_profiles has another shape than tonight's table \(tonight adds "
+                                 r"share\): .* needs a migration"):
             publish(wh, D2, "run-d2")
         assert published_checksum(wh) == before
         wh.execute("alter table published.segment_profiles add column share double precision")  # the migration
@@ -332,3 +334,16 @@ def test_crm_migrate_brings_an_earlier_credit_grade_history_to_the_shape_publish
         assert wh.scalar("select count(*) from ops.schema_migrations") == len(migrations.MIGRATIONS)
     again = crm("migrate", *home)
     assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout
+
+
+def test_a_publish_that_waits_for_a_migration_is_not_retried_and_names_crm_migrate():
+    from crm_pipeline import pipeline
+    from crm_pipeline.cli import failure_hint
+
+    # the publish task turns these into a failure without retry (dags/crm_nightly.py)
+    assert pub.PublishNeedsMigration in pipeline.NOT_RETRYABLE_PUBLISH
+    assert issubclass(pub.PublishNeedsMigration, PublishError)
+    message = ("publish: published.clv_model_runs has another shape than tonight's table (tonight adds se_r): "
+               "a contract change of a history table needs a migration: `crm migrate` applies the project's pending")
+    assert "run `crm migrate`" in failure_hint(message, Path("run.log"))
+    assert "crm migrate" not in failure_hint("publish: could not obtain the publish lock", Path("run.log"))

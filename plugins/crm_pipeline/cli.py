@@ -195,6 +195,8 @@ STAGE_HINTS = {
 def failure_hint(message: str, log_path: Path) -> str:
     """What to do after a failed run, from the stage its message names."""
     stage_name = message.split(":", 1)[0].strip()
+    if stage_name == "publish" and "`crm migrate`" in message:
+        return "published is unchanged; run `crm migrate` (same --home / --warehouse), then run again"
     hint = STAGE_HINTS.get("gate" if stage_name.startswith("gate") else stage_name)
     return hint or f"published is unchanged; the run's whole log is {log_path}"
 

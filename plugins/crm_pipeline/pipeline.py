@@ -40,6 +40,8 @@ class GateFailed(RuntimeError):
 #: errors that fail a task at once instead of being retried: a refused batch, a bad
 #: setting or a failed gate will not get better by trying again
 NOT_RETRYABLE = (BatchRejected, ConfigError, GateError)
+#: a publish that only `crm migrate` can unblock
+NOT_RETRYABLE_PUBLISH = (publishing.PublishNeedsMigration,)
 
 
 @contextmanager

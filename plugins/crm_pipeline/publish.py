@@ -110,6 +110,11 @@ class PublishError(RuntimeError):
     """Publishing could not complete; published is unchanged."""
 
 
+class PublishNeedsMigration(PublishError):
+    """A published history table has another shape than tonight's: only ``crm migrate``
+    helps, so the publish task does not retry it."""
+
+
 class _PublishBusy(RuntimeError):
     """Another session holds the publish lock (retried like a lock timeout)."""
 
@@ -196,8 +201,14 @@ def _check_same_columns(wh: Warehouse, table: str) -> None:
     have = wh.columns("published", table)
     new = wh.columns(AUDIT_SCHEMA, table)
     if have != new:
-        raise PublishError(
-            f"published.{table} has columns {have} but the audit table has {new}: "
+        added = [c for c in new if c not in have]
+        gone = [c for c in have if c not in new]
+        what = "; ".join(part for part in (
+            f"tonight adds {', '.join(added)}" if added else "",
+            f"tonight has no {', '.join(gone)}" if gone else "",
+            "" if added or gone else "the same columns in another order") if part)
+        raise PublishNeedsMigration(
+            f"published.{table} has another shape than tonight's table ({what}): "
             "a contract change of a history table needs a migration: `crm migrate` applies the project's pending "
             "ones (see docs/design.md, 'Changing a published table')"
         )
