@@ -7,19 +7,24 @@ numbers the page carries (chart data and takeaways), never with the report's own
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 from helpers import headless_chromium
 from wap_helpers import BASE_AS_OF, baseline_home, copy_home, open_wh, run_cli
 
 pytestmark = pytest.mark.slow
 
+DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 SECTIONS = ["night", "value", "rfm", "retention", "credit", "segments", "clv", "calls"]
 #: where the browser test leaves its screenshot (git ignores the folder)
 SCREENSHOT = Path(__file__).resolve().parents[1] / ".pytest_cache" / "report" / "report-browser.png"
@@ -94,6 +99,37 @@ def test_the_figures_equal_the_published_tables(home, page):
         heat = figures["credit"][1]["data"][0]
         cells = {(f, t): z for f, row in zip(heat["y"], heat["z"]) for t, z in zip(heat["x"], row) if z is not None}
         assert cells == {(f, t): n for f, t, n in migration}
+
+
+def test_lifetime_value_and_the_call_lists_equal_the_published_tables(home, page):
+    path, figures = page
+    text = html.unescape(path.read_text(encoding="utf-8"))
+    with open_wh(f"duckdb:///{home / 'warehouse.duckdb'}") as wh:
+        clv = wh.query_df("select clv_12m, prob_alive, frequency, recency, t from published.customer_lifetime_value "
+                          "where as_of = ? and clv_12m is not null", (BASE_AS_OF,))
+        segments = wh.query_df("select customer_id, value_tier from published.customer_segments")
+        churn = wh.query_df("select customer_id, is_dormant, is_top_customer_decline, is_lost "
+                            "from published.customer_churn")
+    values = clv.clv_12m.astype(float).sort_values(ascending=False)
+    top = values.head(max(1, len(values) // 10)).sum()
+    assert (f"{len(values):,} buyers worth {values.sum():,.0f} of margin in the next 12 months; the top 10 % "
+            f"hold {100 * top / values.sum():.0f} %") in text
+    bands = figures["clv"][0]["data"][0]
+    assert bands["y"] == [len(g) for g in np.array_split(np.sort(values.to_numpy()), 20)]  # twentieths, as ntile
+    heat = figures["clv"][1]["data"][0]
+    idle = clv.t.astype(float) - clv.recency.astype(float)
+    clv["idle"] = pd.cut(idle, bins=[-1e9, 4, 13, 26, 52, 1e9], labels=["<1 m", "1-3 m", "3-6 m", "6-12 m", ">12 m"])
+    clv["freq"] = clv.frequency.clip(upper=10).map(lambda f: "10+" if f == 10 else str(int(f)))
+    expected = clv.groupby(["freq", "idle"], observed=True).prob_alive.mean()
+    shown = {(f, i): z for f, row in zip(heat["y"], heat["z"]) for i, z in zip(heat["x"], row) if z is not None}
+    assert shown.keys() == set(expected.index)
+    assert all(shown[k] == pytest.approx(float(v), abs=1e-6) for k, v in expected.items())
+    # the large tiers come from the dbt var, as the report's do
+    tiers = yaml.safe_load((DBT_DIR / "dbt_project.yml").read_text())["vars"]["large_customer_tiers"]
+    joined = segments.merge(churn, on="customer_id")
+    at_risk = joined[joined.value_tier.isin(tiers) & (joined.is_dormant | joined.is_top_customer_decline
+                                                      | joined.is_lost)]
+    assert f"At risk ({' and '.join(tiers)}) {len(at_risk)};" in text
 
 
 def test_crm_report_writes_any_published_date_and_refuses_others(home, tmp_path):

@@ -17,9 +17,7 @@ from typing import Optional
 import typer
 
 from crm_pipeline import clv_validation
-from crm_pipeline.cli_common import UserError, _guard, _home, _warehouse_url, _yesterday, console
-from crm_pipeline.connections import WarehouseConfig
-from crm_pipeline.home_lock import HomeBusy, one_run_per_home
+from crm_pipeline.cli_common import UserError, _guard, _home, _parse_date, console, existing_warehouse, locked_warehouse
 from crm_pipeline.warehouse import Warehouse
 
 
@@ -41,27 +39,18 @@ def validate(
 ) -> None:
     """Check the CLV model: fit without the last weeks, compare with what happened in them."""
     home_dir = _home(home)
-    cfg = WarehouseConfig.from_url(_warehouse_url(home_dir, warehouse))
-    if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
-        raise UserError("no warehouse yet", "run `crm run` first")
-    try:
-        with one_run_per_home(home_dir, _yesterday()), Warehouse(cfg) as wh:
-            built = _built_as_of(wh)
-            if built is None:
-                raise UserError("the warehouse has no built orders", "run `crm run` first")
-            day = built
-            if as_of is not None:
-                try:
-                    day = date.fromisoformat(as_of)
-                except ValueError:
-                    raise UserError(f"--as-of {as_of!r} is not a date", "write it as YYYY-MM-DD") from None
-                if day > built:
-                    raise UserError(f"--as-of {day} is after the date the warehouse was built for ({built})",
-                                    f"run `crm run --as-of {day}` first")
-            summary = clv_validation.run(wh, day, "crm-clv-validate", holdout_weeks)
-            table = clv_validation.read_table(wh, day)
-    except HomeBusy as exc:
-        raise UserError(str(exc), "wait until the run ends") from None
+    cfg = existing_warehouse(home_dir, warehouse)
+    wanted = _parse_date(as_of, "--as-of")
+    with locked_warehouse(home_dir, cfg) as wh:
+        built = _built_as_of(wh)
+        if built is None:
+            raise UserError("the warehouse has no built orders", "run `crm run` first")
+        day = wanted or built
+        if day > built:
+            raise UserError(f"--as-of {day} is after the date the warehouse was built for ({built})",
+                            f"run `crm run --as-of {day}` first")
+        summary = clv_validation.run(wh, day, "crm-clv-validate", holdout_weeks)
+        table = clv_validation.read_table(wh, day)
     columns = ["frequency_group", "customers", "actual_purchases_mean", "predicted_purchases_mean", "purchases_mae",
                "spend_customers", "actual_spend_mean", "predicted_spend_mean"]
     if as_json:

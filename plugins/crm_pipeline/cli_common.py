@@ -1,10 +1,11 @@
 """What every ``crm`` command shares: the consoles, one-line user errors, dates, the
-state folder and default URLs, and the guard that turns any error into one line plus what
+state folder and default URLs, the warehouse opened under the state folder's lock, and the guard that turns any error into one line plus what
 to do (a stack trace only with ``--debug``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 from datetime import date, datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from rich.console import Console
 from crm_pipeline import settings
 from crm_pipeline.connections import WAREHOUSE_CONN_ID, WarehouseConfig, redact
 from crm_pipeline.errors import first_line, storage_problem
+from crm_pipeline.home_lock import HomeBusy, one_run_per_home
 from crm_pipeline.liveness import day_not_ended
 
 console = Console(stderr=False)
@@ -65,6 +67,35 @@ def _demo_url(home: Path) -> str:
 
 def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:
     return warehouse or settings.airflow_connection(WAREHOUSE_CONN_ID) or f"duckdb:///{home / 'warehouse.duckdb'}"
+
+
+def warehouse_config(home: Path, warehouse: Optional[str]) -> tuple[WarehouseConfig, bool]:
+    """The warehouse a command works on, and whether it exists yet (an embedded DuckDB file
+    is created by the first run; a server warehouse is taken to exist)."""
+    cfg = WarehouseConfig.from_url(_warehouse_url(home, warehouse))
+    return cfg, not (cfg.kind == "duckdb" and not cfg.duckdb_path.exists())
+
+
+def existing_warehouse(home: Path, warehouse: Optional[str]) -> WarehouseConfig:
+    """:func:`warehouse_config`, refusing in one line when no run has created it yet."""
+    cfg, exists = warehouse_config(home, warehouse)
+    if not exists:
+        raise UserError(f"no warehouse yet at {cfg.duckdb_path}", "run `crm run` first, or pass --home / --warehouse")
+    return cfg
+
+
+@contextlib.contextmanager
+def locked_warehouse(home: Path, cfg: WarehouseConfig, day: Optional[date] = None,
+                     busy_hint: str = "wait until the run ends"):
+    """The warehouse, opened while this command holds the state folder's lock (one run per
+    home, :mod:`crm_pipeline.home_lock`); a folder in use is a one-line error."""
+    from crm_pipeline.warehouse import Warehouse
+
+    try:
+        with one_run_per_home(home, day or _yesterday()), Warehouse(cfg) as wh:
+            yield wh
+    except HomeBusy as exc:
+        raise UserError(str(exc), busy_hint) from None
 
 
 def _fail(exc: BaseException, debug: bool) -> None:

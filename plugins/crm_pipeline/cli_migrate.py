@@ -9,10 +9,7 @@ from typing import Optional
 import typer
 
 from crm_pipeline import migrations
-from crm_pipeline.cli_common import UserError, _guard, _home, _warehouse_url, _yesterday, console
-from crm_pipeline.connections import WarehouseConfig
-from crm_pipeline.home_lock import HomeBusy, one_run_per_home
-from crm_pipeline.warehouse import Warehouse
+from crm_pipeline.cli_common import _guard, _home, console, locked_warehouse, warehouse_config
 
 
 @_guard
@@ -24,22 +21,19 @@ def migrate(
 ) -> None:
     """Bring published history tables to the shape this version publishes."""
     home_dir = _home(home)
-    cfg = WarehouseConfig.from_url(_warehouse_url(home_dir, warehouse))
-    if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
+    cfg, exists = warehouse_config(home_dir, warehouse)
+    if not exists:
         console.print("nothing to migrate: no warehouse yet (the first run creates every table in its current shape)")
         return
-    try:
-        with one_run_per_home(home_dir, _yesterday()), Warehouse(cfg) as wh:
-            if dry_run:
-                todo = migrations.pending(wh)
-                for m in todo:
-                    console.print(f"pending {m.id}: {m.description} (published.{m.table})", highlight=False)
-                if not todo:
-                    console.print("nothing to migrate", highlight=False)
-                return
-            applied = migrations.apply_pending(wh)
-    except HomeBusy as exc:
-        raise UserError(str(exc), "wait until the run ends, then migrate") from None
+    with locked_warehouse(home_dir, cfg, busy_hint="wait until the run ends, then migrate") as wh:
+        if dry_run:
+            todo = migrations.pending(wh)
+            for m in todo:
+                console.print(f"pending {m.id}: {m.description} (published.{m.table})", highlight=False)
+            if not todo:
+                console.print("nothing to migrate", highlight=False)
+            return
+        applied = migrations.apply_pending(wh)
     if not applied:
         console.print("nothing to migrate", highlight=False)
     for a in applied:

@@ -10,11 +10,9 @@ from typing import Optional
 import typer
 
 from crm_pipeline import extract, gates, settings
-from crm_pipeline.cli_common import UserError, _demo_url, _ended_day, _guard, _home, _parse_date, _warehouse_url, \
-    _yesterday, console
-from crm_pipeline.connections import SOURCE_CONN_ID, WarehouseConfig
-from crm_pipeline.home_lock import HomeBusy, one_run_per_home
-from crm_pipeline.warehouse import Warehouse
+from crm_pipeline.cli_common import UserError, _demo_url, _ended_day, _guard, _home, _parse_date, _yesterday, console, \
+    existing_warehouse, locked_warehouse
+from crm_pipeline.connections import SOURCE_CONN_ID
 
 
 @_guard
@@ -28,16 +26,11 @@ def reconcile(
     """Compare every source key with the warehouse: land missed rows, record hard deletes."""
     day = _ended_day(_parse_date(as_of, "--as-of") or _yesterday(), "--as-of")
     home_dir = _home(home)
-    cfg = WarehouseConfig.from_url(_warehouse_url(home_dir, warehouse))
-    if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
-        raise UserError(f"no warehouse at {cfg.duckdb_path}", "run `crm run` first, or pass --home / --warehouse")
+    cfg = existing_warehouse(home_dir, warehouse)
     source_url = source or settings.airflow_connection(SOURCE_CONN_ID) or _demo_url(home_dir)
-    try:
-        with one_run_per_home(home_dir, day), Warehouse(cfg) as wh:
-            accounts = extract.account_for_source(wh, source_url, as_of=day, run_id=f"reconcile__{day.isoformat()}",
-                                                  gate_settings=gates.GateSettings.from_env(), full=True)
-    except HomeBusy as exc:
-        raise UserError(str(exc), "wait until the run ends, then reconcile") from None
+    with locked_warehouse(home_dir, cfg, day, busy_hint="wait until the run ends, then reconcile") as wh:
+        accounts = extract.account_for_source(wh, source_url, as_of=day, run_id=f"reconcile__{day.isoformat()}",
+                                              gate_settings=gates.GateSettings.from_env(), full=True)
     for acc in accounts:
         line = (f"{acc.entity}: {acc.reread:,} read again, {acc.landed:,} landed, {acc.quarantined:,} quarantined, "
                 f"{acc.deleted:,} deleted at the source, {acc.odd_change_times:,} odd change times")

@@ -10,11 +10,8 @@ from typing import Optional
 
 import typer
 
-from crm_pipeline.cli_common import UserError, _guard, _home, _warehouse_url, _yesterday, console
-from crm_pipeline.connections import WarehouseConfig
-from crm_pipeline.home_lock import HomeBusy, one_run_per_home
+from crm_pipeline.cli_common import UserError, _guard, _home, _parse_date, console, existing_warehouse, locked_warehouse
 from crm_pipeline.report.render import REPORT_LINKS, write_report
-from crm_pipeline.warehouse import Warehouse
 
 
 @_guard
@@ -27,33 +24,23 @@ def report(
 ) -> None:
     """Write the night's report: one self-contained HTML page for a published date."""
     home_dir = _home(home)
-    cfg = WarehouseConfig.from_url(_warehouse_url(home_dir, warehouse))
-    if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
-        raise UserError("no warehouse yet", "run `crm run` first")
+    cfg = existing_warehouse(home_dir, warehouse)
+    wanted = _parse_date(as_of, "--as-of")
     if out is not None and out.is_dir():
         raise UserError(f"--out {out} is a folder", "name a file, for example report.html")
     if out is not None and not out.parent.exists():
         raise UserError(f"--out {out}: folder {out.parent} does not exist", "create it or name another file")
-    try:
-        with one_run_per_home(home_dir, _yesterday()), Warehouse(cfg) as wh:
-            published = []
-            if wh.table_exists("ops", "published_versions"):
-                published = sorted(date.fromisoformat(str(r[0])[:10])
-                                   for r in wh.query("select distinct as_of from ops.published_versions"))
-            if not published:
-                raise UserError("nothing is published yet", "run `crm run` first")
-            day = published[-1]
-            if as_of is not None:
-                try:
-                    day = date.fromisoformat(as_of)
-                except ValueError:
-                    raise UserError(f"--as-of {as_of!r} is not a date", "write it as YYYY-MM-DD") from None
-                if day not in published:
-                    raise UserError(f"{day} was never published",
-                                    f"published dates run from {published[0]} to {published[-1]}")
-            written = write_report(wh, day, home_dir / "docs" / "report", out_file=out,
-                                   links=REPORT_LINKS if out is None else {})
-    except HomeBusy as exc:
-        raise UserError(str(exc), "wait until the run ends") from None
+    with locked_warehouse(home_dir, cfg) as wh:
+        published = []
+        if wh.table_exists("ops", "published_versions"):
+            published = sorted(date.fromisoformat(str(r[0])[:10])
+                               for r in wh.query("select distinct as_of from ops.published_versions"))
+        if not published:
+            raise UserError("nothing is published yet", "run `crm run` first")
+        day = wanted or published[-1]
+        if day not in published:
+            raise UserError(f"{day} was never published", f"published dates run from {published[0]} to {published[-1]}")
+        written = write_report(wh, day, home_dir / "docs" / "report", out_file=out,
+                               links=REPORT_LINKS if out is None else {})
     console.print(f"report of {day}: {written.path} ({written.bytes / 1024:,.0f} KiB, {written.seconds:.1f} s)",
                   highlight=False)

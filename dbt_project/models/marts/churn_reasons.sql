@@ -30,7 +30,7 @@ final as (
     select
         cast(flagged.customer_id as bigint) as customer_id,
         cast({{ as_of_date() }} as date) as as_of,
-        cast(coalesce(customers.account_manager, '(unassigned)') as varchar) as account_manager,
+        cast({{ crm_account_manager('customers.account_manager') }} as varchar) as account_manager,
         cast(tiers.value_tier as varchar) as value_tier,
         cast(flagged.churn_status as varchar) as churn_status,
         cast(flagged.last_order_date as date) as last_order_date,

@@ -62,7 +62,7 @@ final as (
     select
         cast(due.customer_id as bigint) as customer_id,
         cast({{ as_of_date() }} as date) as as_of,
-        cast(coalesce(customers.account_manager, '(unassigned)') as varchar) as account_manager,
+        cast({{ crm_account_manager('customers.account_manager') }} as varchar) as account_manager,
         cast(tiers.value_tier as varchar) as value_tier,
         cast(due.expected_next_purchase_date as date) as expected_next_purchase_date,
         cast(due.days_until_due as integer) as days_until_due,
@@ -78,7 +78,7 @@ final as (
         cast(coverage.has_economic as boolean) as has_economic,
         cast(coverage.roles_covered as integer) as roles_covered,
         cast(row_number() over (
-            partition by coalesce(customers.account_manager, '(unassigned)')
+            partition by {{ crm_account_manager('customers.account_manager') }}
             order by lifetime_value.clv_12m desc nulls last, tiers.trailing_12m_revenue desc, due.customer_id
         ) as integer) as reminder_rank
     from due

@@ -16,7 +16,7 @@ tiers as (
 customers as (
     select
         segments.segment,
-        coalesce(segments.account_manager, '(unassigned)') as account_manager,
+        {{ crm_account_manager('segments.account_manager') }} as account_manager,
         tiers.trailing_12m_revenue,
         tiers.trailing_12m_margin,
         tiers.cost_to_serve,

@@ -15,12 +15,15 @@ from datetime import date
 
 import pandas as pd
 
+from crm_pipeline.dbt_vars import dbt_var
 from crm_pipeline.errors import first_line
 from crm_pipeline.warehouse import Warehouse
 
 SHORT_LIST = 20
+#: the P(alive) heatmap's columns: weeks since the last purchase (upper bound, label)
+IDLE_BANDS = ((4, "<1 m"), (13, "1-3 m"), (26, "3-6 m"), (52, "6-12 m"))
+IDLE_LAST = ">12 m"
 TIER_ORDER = ["VIP", "Major", "Ordinary", "Small", "No revenue"]
-LARGE_TIERS = ("VIP", "Major")
 
 
 @dataclass
@@ -78,8 +81,7 @@ def _current_note(r: _Reader, section: Section, table: str) -> None:
 # -- 1. the night ----------------------------------------------------------------------------
 
 
-def night(r: _Reader) -> Section:
-    s = Section("night", "The night")
+def night(r: _Reader, s: Section) -> Section:
     if not r.wh.table_exists("ops", "pipeline_runs"):
         s.missing.append("ops.pipeline_runs")
         return s
@@ -126,8 +128,7 @@ def night(r: _Reader) -> Section:
 # -- 2. value ------------------------------------------------------------------------------
 
 
-def value(r: _Reader) -> Section:
-    s = Section("value", "Value")
+def value(r: _Reader, s: Section) -> Section:
     s.missing = r.has("customer_value_tiers")
     if s.missing:
         return s
@@ -173,8 +174,7 @@ def value(r: _Reader) -> Section:
 # -- 3. RFM ----------------------------------------------------------------------------------
 
 
-def rfm(r: _Reader) -> Section:
-    s = Section("rfm", "RFM")
+def rfm(r: _Reader, s: Section) -> Section:
     s.missing = r.has("customer_rfm")
     if s.missing:
         return s
@@ -196,8 +196,7 @@ def rfm(r: _Reader) -> Section:
 # -- 4. retention ----------------------------------------------------------------------------
 
 
-def retention(r: _Reader) -> Section:
-    s = Section("retention", "Retention")
+def retention(r: _Reader, s: Section) -> Section:
     s.missing = r.has("retention_metrics")
     if s.missing:
         return s
@@ -225,8 +224,7 @@ def retention(r: _Reader) -> Section:
 # -- 5. credit -------------------------------------------------------------------------------
 
 
-def credit(r: _Reader) -> Section:
-    s = Section("credit", "Credit")
+def credit(r: _Reader, s: Section) -> Section:
     s.missing = r.has("customer_credit_grades")
     if s.missing:
         return s
@@ -260,8 +258,7 @@ def credit(r: _Reader) -> Section:
 # -- 6. segments -----------------------------------------------------------------------------
 
 
-def segments(r: _Reader) -> Section:
-    s = Section("segments", "Segments")
+def segments(r: _Reader, s: Section) -> Section:
     s.missing = r.has("segment_profiles")
     if s.missing:
         return s
@@ -288,27 +285,28 @@ def segments(r: _Reader) -> Section:
 # -- 7. lifetime value -----------------------------------------------------------------------
 
 
-def lifetime_value(r: _Reader) -> Section:
-    s = Section("clv", "Lifetime value")
+def lifetime_value(r: _Reader, s: Section) -> Section:
     s.missing = r.has("customer_lifetime_value")
     if s.missing:
         return s
-    clv = r.df("select clv_12m, prob_alive, frequency, recency, t from published.customer_lifetime_value "
-               "where as_of = ?", (r.as_of,))
-    if clv.empty:
+    # aggregated in the warehouse: the page never holds one row per customer
+    where = "from published.customer_lifetime_value where as_of = ? and clv_12m is not null"
+    totals = r.df("select count(*) as buyers, sum(clv_12m) as total, sum(case when rn <= greatest(1, n / 10) "
+                  f"then clv_12m end) as top_decile from (select clv_12m, row_number() over (order by clv_12m desc) "
+                  f"as rn, count(*) over () as n {where}) ranked", (r.as_of,)).iloc[0]
+    if not totals.buyers:
         s.notes.append(f"No lifetime value was published for {r.as_of} (the fit of the night was not usable).")
         return s
-    values = clv.clv_12m.astype(float)
-    edges = sorted(set(values.quantile([i / 20 for i in range(21)]).round(0)))
-    counts = pd.cut(values, bins=edges, include_lowest=True).value_counts(sort=False) if len(edges) > 1 else None
-    if counts is not None:
-        s.frames["distribution"] = pd.DataFrame({"from": [i.left for i in counts.index], "to": [i.right for i in counts.index],
-                                                 "customers": counts.to_numpy()})
-    freq = clv.frequency.clip(upper=10)
-    idle = (clv.t.astype(float) - clv.recency.astype(float)).clip(lower=0)
-    idle_band = pd.cut(idle, bins=[-0.1, 4, 13, 26, 52, 1e9], labels=["<1 m", "1-3 m", "3-6 m", "6-12 m", ">12 m"])
-    heat = clv.assign(frequency_band=freq, idle_band=idle_band).groupby(["frequency_band", "idle_band"], observed=True)
-    s.frames["alive"] = heat.prob_alive.mean().reset_index().rename(columns={"prob_alive": "mean_prob_alive"})
+    s.frames["distribution"] = r.df(
+        'select min(clv_12m) as "from", max(clv_12m) as "to", count(*) as customers from (select clv_12m, '
+        f"ntile(20) over (order by clv_12m) as band {where}) banded group by band order by band", (r.as_of,))
+    idle = "(t - recency)"
+    bands = " ".join(f"when {idle} <= {upper} then {i}" for i, (upper, _) in enumerate(IDLE_BANDS))
+    alive = r.df(f"select least(frequency, 10) as frequency_band, case {bands} else {len(IDLE_BANDS)} end as idle_order, "
+                 f"avg(prob_alive) as mean_prob_alive {where} group by 1, 2 order by 1, 2", (r.as_of,))
+    labels = [label for _, label in IDLE_BANDS] + [IDLE_LAST]
+    s.frames["alive"] = alive.assign(idle_band=pd.Categorical([labels[int(i)] for i in alive.idle_order],
+                                                              categories=labels, ordered=True)).drop(columns="idle_order")
     if not r.has("clv_model_diagnostics"):
         diag = r.df("select * from published.clv_model_diagnostics where as_of = (select max(as_of) from "
                     "published.clv_model_diagnostics where as_of <= ?) order by group_order", (r.as_of,))
@@ -322,26 +320,28 @@ def lifetime_value(r: _Reader) -> Section:
                                           f"{float(t.actual_purchases_mean):.2f} actual.")
     else:
         s.missing.append("clv_model_diagnostics")
-    s.takeaway = (f"{len(clv):,} buyers worth {_money(values.sum())} of margin in the next 12 months; the top 10 % "
-                  f"hold {_pct(values.nlargest(max(1, len(values) // 10)).sum() / values.sum() if values.sum() else None)}.")
+    total = float(totals.total)
+    s.takeaway = (f"{int(totals.buyers):,} buyers worth {_money(total)} of margin in the next 12 months; the top 10 % "
+                  f"hold {_pct(float(totals.top_decile) / total if total else None)}.")
     return s
 
 
 # -- 8. who to call --------------------------------------------------------------------------
 
 
-def who_to_call(r: _Reader) -> Section:
-    s = Section("calls", "Who to call")
+def who_to_call(r: _Reader, s: Section) -> Section:
     s.missing = r.has("customer_segments", "customer_churn")
     if s.missing:
         return s
     lists = {}
-    large = ", ".join(f"'{t}'" for t in LARGE_TIERS)
-    lists["At risk (VIP and Major)"] = r.df(
+    tiers = list(dbt_var("large_customer_tiers"))
+    # the large tiers (var large_customer_tiers) that are dormant, declining or lost by the
+    # rules of customer_churn (docs/rules.md)
+    lists[f"At risk ({' and '.join(tiers)})"] = r.df(
         "select s.account_manager, s.customer_id, s.value_tier, s.segment, c.days_since_last_order, "
         "s.prob_alive, s.clv_12m from published.customer_segments s join published.customer_churn c "
-        f"using (customer_id) where s.value_tier in ({large}) and (c.is_dormant or c.is_top_customer_decline "
-        "or coalesce(s.prob_alive, 1) < 0.5) order by s.clv_12m desc nulls last")
+        f"using (customer_id) where s.value_tier in ({', '.join('?' for _ in tiers)}) and (c.is_dormant "
+        "or c.is_top_customer_decline or c.is_lost) order by s.clv_12m desc nulls last", tuple(tiers))
     if not r.has("reorder_reminders"):
         lists["Reorder due"] = r.df("select account_manager, customer_id, value_tier, expected_next_purchase_date, "
                                     "typical_order_value, clv_12m from published.reorder_reminders order by reminder_rank")
@@ -366,7 +366,17 @@ def who_to_call(r: _Reader) -> Section:
     return s
 
 
-SECTIONS = (night, value, rfm, retention, credit, segments, lifetime_value, who_to_call)
+#: (key, title, reader) of every section, in page order
+SECTIONS = (
+    ("night", "The night", night),
+    ("value", "Value", value),
+    ("rfm", "RFM", rfm),
+    ("retention", "Retention", retention),
+    ("credit", "Credit", credit),
+    ("segments", "Segments", segments),
+    ("clv", "Lifetime value", lifetime_value),
+    ("calls", "Who to call", who_to_call),
+)
 
 
 def read(wh: Warehouse, as_of: date) -> list[Section]:
@@ -374,10 +384,9 @@ def read(wh: Warehouse, as_of: date) -> list[Section]:
     one line, and the others are still shown."""
     reader = _Reader(wh, as_of)
     out = []
-    for build in SECTIONS:
+    for key, title, build in SECTIONS:
         try:
-            out.append(build(reader))
+            out.append(build(reader, Section(key, title)))
         except Exception as exc:  # noqa: BLE001 - one section must not cost the whole page
-            name = build.__name__.replace("_", " ")
-            out.append(Section(build.__name__, name.capitalize(), notes=[f"This section could not be read: {first_line(exc)}"]))
+            out.append(Section(key, title, notes=[f"This section could not be read: {first_line(exc)}"]))
     return out
