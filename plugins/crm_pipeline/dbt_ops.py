@@ -11,6 +11,7 @@ A failing model or test ends the task with one line per failed node.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -20,15 +21,17 @@ from cosmos import settings as cosmos_settings
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from crm_pipeline import docs_site, progress, runs, settings
+from crm_pipeline import dbt_seeds, docs_site, progress, runs, settings
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.publish import PUBLISHED_TABLES
 from crm_pipeline.settings import DBT_PROJECT_DIR
+from crm_pipeline.warehouse import Warehouse
 
 #: dbt selectors of the two stages of the nightly build: seeds, staging and the
 #: intermediate models the marts do not feed, then the marts and everything downstream
+SEED_SELECTOR = "resource_type:seed"
 STAGE_SELECT = {
-    "dbt_staging": ["resource_type:seed", "path:models/staging", "path:models/intermediate"],
+    "dbt_staging": [SEED_SELECTOR, "path:models/staging", "path:models/intermediate"],
     "dbt_marts": ["path:models/marts+"],
 }
 STAGE_EXCLUDE = {
@@ -128,11 +131,13 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         if STAGE_EXCLUDE[stage]:
             kwargs.setdefault("exclude", STAGE_EXCLUDE[stage])
         kwargs.setdefault("install_deps", False)
-        # only tests whose every parent is in this stage: a relationship test between a
-        # staging model and a mart runs with the marts, not before they exist. Unit tests
+        # only tests whose every parent is in this stage or upstream of it ("buildable"): a
+        # relationship test between a staging model and a mart runs with the marts, not
+        # before they exist, and a test of a staging model against a seed still runs on a
+        # night that does not load the seeds (dbt_seeds.py). Unit tests
         # check SQL logic, not data: CI runs them (tests/test_dbt_unit.py), the night does not
         # unless CRM_DBT_UNIT_TESTS=1.
-        flags = ["--indirect-selection", "cautious"]
+        flags = ["--indirect-selection", "buildable"]
         if not settings.dbt_unit_tests():
             flags += ["--exclude-resource-type", "unit_test"]
         kwargs.setdefault("dbt_cmd_flags", flags)
@@ -170,9 +175,33 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         # set when the task runs: the parsed DAG carries no callable
         self._dbt_runner_callbacks = [node_progress(self.stage)]
+        seeds = self._seed_plan(target)
         with runs.stage(context["dag_run"].run_id, self.stage) as details:
-            super().execute(context, **kwargs)
-            details.update(self._counts)
+            if seeds is not None:
+                details["seeds"] = "loaded" if seeds else "current, not loaded again"
+            try:
+                super().execute(context, **kwargs)
+            except BaseException:
+                if seeds:
+                    with contextlib.suppress(Exception), Warehouse(RunSettings.resolve().warehouse) as wh:
+                        dbt_seeds.forget(wh)
+                raise
+            finally:
+                details.update(self._counts)
+            if seeds:
+                with Warehouse(RunSettings.resolve().warehouse) as wh:
+                    dbt_seeds.record_loaded(wh, self._seed_fingerprint, target)
+
+    def _seed_plan(self, target: str) -> bool | None:
+        """For the stage that builds the seeds: True when this night loads them, False when
+        the warehouse already holds them (the seeds leave the selection); None otherwise."""
+        if SEED_SELECTOR not in STAGE_SELECT[self.stage]:
+            return None
+        self._seed_fingerprint = dbt_seeds.fingerprint(target)
+        with Warehouse(RunSettings.resolve().warehouse) as wh:
+            current = dbt_seeds.seeds_current(wh, self._seed_fingerprint)
+        self.select = [s for s in STAGE_SELECT[self.stage] if not (current and s == SEED_SELECTOR)]
+        return not current
 
 
 #: what the dbt docs in a docs folder were generated from (see ``generate_docs``)

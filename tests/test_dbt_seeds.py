@@ -1,0 +1,104 @@
+"""Seeds load when they change: a night skips loading and testing the dbt seeds when the
+warehouse already holds the ones this project loads (dbt_seeds.py, docs/design.md).
+
+The unit part loads the project's CSV files into a real DuckDB warehouse by hand (not
+through the code under test) and checks each way the warehouse can stop matching: another
+fingerprint, a dropped table, a row deleted by hand. The night part runs `crm run` twice on
+a copy of the baseline and reads the run record and the seed tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from datetime import timedelta
+
+import duckdb
+import pytest
+
+from crm_pipeline import dbt_seeds
+from crm_pipeline.settings import DBT_PROJECT_DIR
+from wap_helpers import BASE_AS_OF, BASE_CUSTOMERS, baseline_home, copy_home, open_wh, run_cli
+
+SEEDS = sorted((DBT_PROJECT_DIR / "seeds").glob("*.csv"))
+
+
+def _load_by_hand(path) -> None:
+    con = duckdb.connect(str(path))
+    con.execute("create schema if not exists config")
+    for seed in SEEDS:
+        con.execute(f"create table config.{seed.stem} as select * from read_csv_auto('{seed}', all_varchar = true)")
+    con.close()
+
+
+def _csv_rows(seed) -> int:
+    with open(seed, newline="", encoding="utf-8") as f:
+        return len(list(csv.DictReader(f)))
+
+
+def test_the_fingerprint_follows_the_seed_files_the_project_file_and_the_target(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(DBT_PROJECT_DIR / "seeds", project / "seeds")
+    shutil.copy(DBT_PROJECT_DIR / "dbt_project.yml", project / "dbt_project.yml")
+    first = dbt_seeds.fingerprint("duckdb", project)
+    assert first == dbt_seeds.fingerprint("duckdb", project)
+    assert first != dbt_seeds.fingerprint("postgres", project)
+    seed = project / "seeds" / "abc_classes.csv"
+    seed.write_text(seed.read_text() + "\n")  # any byte of a seed file
+    assert dbt_seeds.fingerprint("duckdb", project) != first
+    seed.write_text(seed.read_text()[:-1])
+    assert dbt_seeds.fingerprint("duckdb", project) == first
+    (project / "dbt_project.yml").write_text((project / "dbt_project.yml").read_text() + "\n# changed\n")
+    assert dbt_seeds.fingerprint("duckdb", project) != first
+
+
+def test_the_seeds_are_current_only_when_every_table_is_there_with_every_row(tmp_path):
+    db = tmp_path / "w.duckdb"
+    _load_by_hand(db)
+    with open_wh(f"duckdb:///{db}") as wh:
+        wh.ensure_schemas()
+        assert not dbt_seeds.seeds_current(wh, "f1")  # nothing recorded yet
+        dbt_seeds.record_loaded(wh, "f1", "duckdb")
+        assert dbt_seeds.seeds_current(wh, "f1")
+        assert not dbt_seeds.seeds_current(wh, "f2")  # another project or target
+        wh.execute("delete from config.segment_rules where rule_order = (select max(rule_order) from config.segment_rules)")
+        assert not dbt_seeds.seeds_current(wh, "f1")
+    _load_by_hand(tmp_path / "w2.duckdb")
+    with open_wh(f"duckdb:///{tmp_path / 'w2.duckdb'}") as wh:
+        wh.ensure_schemas()
+        dbt_seeds.record_loaded(wh, "f1", "duckdb")
+        wh.execute("drop table config.fx_rates")
+        assert not dbt_seeds.seeds_current(wh, "f1")
+        dbt_seeds.record_loaded(wh, "f1", "duckdb")
+        dbt_seeds.forget(wh)
+        assert wh.query("select count(*) from ops.dbt_seed_state") == [(0,)]
+
+
+def _staging_details(home, as_of) -> dict:
+    with open_wh(home / "warehouse.duckdb") as wh:
+        (details,) = wh.query(
+            "select s.details from ops.run_stages s join ops.pipeline_runs r using (run_id) "
+            "where r.as_of = ? and s.stage = 'dbt_staging' order by r.started_at desc limit 1", (as_of,))[0]
+    return json.loads(details)
+
+
+@pytest.mark.slow
+def test_a_night_loads_the_seeds_only_when_the_warehouse_lacks_them(tmp_path_factory, tmp_path):
+    home = copy_home(baseline_home(tmp_path_factory), tmp_path / "home")
+    assert _staging_details(home, BASE_AS_OF)["seeds"] == "loaded"  # a new warehouse
+    day2, day3 = BASE_AS_OF + timedelta(days=1), BASE_AS_OF + timedelta(days=2)
+    args = ["--home", home, "--customers", BASE_CUSTOMERS]
+    assert run_cli(["run", *args, "--as-of", day2.isoformat()]).exit_code == 0
+    details = _staging_details(home, day2)
+    assert details["seeds"] == "current, not loaded again"
+    assert "success" in details and details.get("pass", 0) > 0  # the other tests still ran
+    # a seed table edited by hand in the warehouse is loaded again from the project's file
+    with open_wh(home / "warehouse.duckdb") as wh:
+        wh.execute("delete from config.rfm_segment_map where r_score = 5")
+    result = run_cli(["run", *args, "--as-of", day3.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert _staging_details(home, day3)["seeds"] == "loaded"
+    with open_wh(home / "warehouse.duckdb") as wh:
+        for seed in SEEDS:
+            assert wh.scalar(f"select count(*) from config.{seed.stem}") == _csv_rows(seed), seed.stem
