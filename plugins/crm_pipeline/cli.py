@@ -5,6 +5,8 @@ Errors are one line plus what to do; a stack trace only with ``--debug``.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 from datetime import date, timedelta
@@ -351,10 +353,31 @@ def main() -> None:
     # replaced before anything runs; the options are parsed from the arguments as given.
     arguments = sys.argv[1:]
     sys.argv = [redact(arg) for arg in sys.argv]
+    code: int = 0
     try:
         app(args=arguments)
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    _end_process(code)
+
+
+def _end_process(code: int) -> None:
+    """End the process without tearing the interpreter down object by object.
+
+    A night leaves Airflow, dbt and Great Expectations in memory; Python's own teardown of
+    them took about 4 s after the summary was printed, and does nothing the operating
+    system does not (docs/performance.md, "Fixed cost"). The exit handlers still run (dbt
+    closes its connections, logging flushes), then the output is flushed and the process
+    ends with the command's exit code."""
+    atexit._run_exitfuncs()  # the handlers the interpreter would run, in the same order
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
