@@ -117,7 +117,7 @@ def test_bench_at_scale_s_runs_every_phase(tmp_path):
     fig = _bench(tmp_path, "S", "--warehouse", "duckdb", "--skip-naive")
     assert (fig["customers"], fig["orders"]) == (100_000, 2_000_000)
     runs = {(r["phase"], r["warehouse"]): r for r in fig["runs"]}
-    assert set(runs) == {(p, "duckdb") for p in ("full", "increment", "full_2x", "increment_2x")}
+    assert set(runs) == {(p, "duckdb") for p in ("full", "increment", "full_2x", "increment_2x", "fixed_first", "fixed")}
     assert all(r["ok"] for r in runs.values()), [r["message"] for r in runs.values() if not r["ok"]]
     s_counts = {"customers": 100_000, "contacts": 200_000, "orders": 2_000_000, "complaints": 20_000,
                 "financial_statements": 160_000}
@@ -142,6 +142,17 @@ def test_bench_at_scale_s_runs_every_phase(tmp_path):
     assert "pandas_read_sql" not in ref
     assert 0 < fig["ratios"]["extract_vs_copy"]
     assert fig["ratios"]["increment_2x_ratio"] > 0
+    # the fixed cost: the next night of a 200-customer source, next to the increment
+    assert runs[("fixed", "duckdb")]["stages"]["extract:customers"]["rows"] < 200
+    inc_total = runs[("increment", "duckdb")]["stages"]["total"]["seconds"]
+    fixed_total = runs[("fixed", "duckdb")]["stages"]["total"]["seconds"]
+    assert fig["ratios"]["fixed_cost_vs_increment"] == pytest.approx(fixed_total / inc_total, abs=1e-3)
+    full_total = runs[("full", "duckdb")]["stages"]["total"]["seconds"]
+    assert fig["ratios"]["increment_vs_full"] == pytest.approx(inc_total / full_total, abs=1e-3)
+    assert fig["ratios"]["full_vs_copy_ceiling"] == pytest.approx(full_total / ref["copy_ceiling"]["seconds"], abs=0.01)
+    names = [t["target"] for t in fig["targets"]]
+    assert "increment / full load (DuckDB)" in names and "full load / COPY ceiling time (DuckDB)" in names
+    assert any(n.startswith("fixed cost (") for n in names)
     assert fig["targets"] and not any(t["binding"] for t in fig["targets"])
 
 

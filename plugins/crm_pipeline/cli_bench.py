@@ -30,8 +30,9 @@ def bench(
                                                                  "inside a quarter)."),
     skip_naive: bool = typer.Option(False, "--skip-naive", help="Skip the slow pandas read_sql reference reader."),
     skip_reference: bool = typer.Option(False, "--skip-reference", help="Skip all reference readers."),
-    phases: str = typer.Option("full,increment,full_2x,increment_2x", "--phases",
-                               help="Which phases to run (comma-separated)."),
+    phases: str = typer.Option("full,increment,full_2x,increment_2x,fixed", "--phases",
+                               help="Which phases to run (comma-separated); fixed is the next night of a "
+                                    "200-customer source, the fixed cost of any night."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Run the real DAG at scale (full load, one nightly increment, the same on twice the

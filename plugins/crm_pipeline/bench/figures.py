@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 #: the phases of a benchmark, in the order they run: the first load and the next night's
-#: increment, then the same on a source with twice the history
-PHASES = ("full", "increment", "full_2x", "increment_2x")
+#: increment, then the same on a source with twice the history, then the fixed cost: the
+#: next night of a tiny source (everything it spends is what any night spends)
+PHASES = ("full", "increment", "full_2x", "increment_2x", "fixed")
 
 
 @dataclass

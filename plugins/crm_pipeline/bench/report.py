@@ -11,12 +11,19 @@ from crm_pipeline.bench.figures import PHASES, BenchResult, RunFigures
 from crm_pipeline.bench.reference import REFERENCES
 
 TARGETS = {
-    "extract_vs_copy": 0.60,
+    "extract_vs_copy": 0.80,
     "full_seconds": 600.0,
     "full_peak_rss_mb": 4096.0,
     "increment_seconds": 120.0,
-    "increment_2x_ratio": 1.3,
-    "postgres_stage_vs_duckdb": 5.0,
+    "increment_2x_ratio": 1.1,
+    "postgres_stage_vs_duckdb": 3.0,
+    # a night's cost follows what changed: the increment over the full load of the same run
+    # (L's limit at L, S's at every other scale)
+    "increment_vs_full": {"S": 0.20, "L": 0.10},
+    # the fixed cost (the next night of a tiny source) over the increment
+    "fixed_cost_vs_increment": 0.25,
+    # the full load over the time of the COPY ceiling reading the same source
+    "full_vs_copy_ceiling": 8.0,
     # fit, predict and the uncertainty bands over fit and predict alone (docs/rules.md "Lifetime value")
     "clv_with_uncertainty_vs_fit_predict": 5.0,
     # the embedded default (crm bench --scale demo): the next day over the first run
@@ -36,6 +43,17 @@ def evaluate(result: BenchResult) -> None:
     inc, inc2 = result.run("increment", "duckdb"), result.run("increment_2x", "duckdb")
     if inc and inc2 and inc.ok and inc2.ok:
         result.ratios["increment_2x_ratio"] = round(inc2.stages["total"].seconds / inc.stages["total"].seconds, 3)
+    if full and inc and full.ok and inc.ok:
+        result.ratios["increment_vs_full"] = round(inc.stages["total"].seconds / full.stages["total"].seconds, 3)
+    fixed = result.run("fixed", "duckdb")
+    if fixed and fixed.ok:
+        result.ratios["fixed_cost_seconds"] = round(fixed.stages["total"].seconds, 1)
+        if inc and inc.ok:
+            result.ratios["fixed_cost_vs_increment"] = round(
+                fixed.stages["total"].seconds / inc.stages["total"].seconds, 3)
+    copy_seconds = result.reference.get("copy_ceiling", {}).get("seconds")
+    if full and full.ok and copy_seconds:
+        result.ratios["full_vs_copy_ceiling"] = round(full.stages["total"].seconds / copy_seconds, 2)
     first, nxt = result.run("first_run", "duckdb"), result.run("next_day", "duckdb")
     if first and nxt and first.ok and nxt.ok:
         result.ratios["demo_next_day_vs_first_run"] = round(
@@ -75,6 +93,18 @@ def evaluate(result: BenchResult) -> None:
         t = inc.stages["total"].seconds
         target("increment seconds (DuckDB)", round(t, 1), TARGETS["increment_seconds"],
                inc.ok and t <= TARGETS["increment_seconds"], inc)
+    ri = result.ratios.get("increment_vs_full")
+    if ri is not None:
+        limit = TARGETS["increment_vs_full"]["L" if result.scale == "L" else "S"]
+        target("increment / full load (DuckDB)", ri, limit, ri <= limit, inc)
+    rf = result.ratios.get("fixed_cost_vs_increment")
+    if rf is not None:
+        target(f"fixed cost ({result.ratios['fixed_cost_seconds']} s) / increment (DuckDB)", rf,
+               TARGETS["fixed_cost_vs_increment"], rf <= TARGETS["fixed_cost_vs_increment"], fixed)
+    rc = result.ratios.get("full_vs_copy_ceiling")
+    if rc is not None:
+        target("full load / COPY ceiling time (DuckDB)", rc, TARGETS["full_vs_copy_ceiling"],
+               rc <= TARGETS["full_vs_copy_ceiling"], full)
     r2 = result.ratios.get("increment_2x_ratio")
     if r2 is not None:
         target("increment on 2x history / increment (DuckDB)", r2, TARGETS["increment_2x_ratio"],

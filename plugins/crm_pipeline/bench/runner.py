@@ -8,7 +8,9 @@ targets."""
 # 1. ``full``: the first load of a scaled PostgreSQL source (``crm demo-data --scale``);
 # 2. ``increment``: the next day, after one day of changes (about 0.3% of the orders);
 # 3. ``full_2x``/``increment_2x``: the same on a source with twice the history (twice the
-#    days and orders, same customers, the same number of changes that day).
+#    days and orders, same customers, the same number of changes that day);
+# 4. ``fixed``: the next night of a tiny source on DuckDB, after its first load
+#    (``fixed_first``): the fixed cost of any night.
 #
 # Extraction throughput is reported as a ratio to the reference ``COPY`` ceiling on the
 # same source in the same run, which carries between machines.
@@ -39,6 +41,9 @@ from crm_pipeline.demo.source import advance_source
 
 #: the embedded default's scale: the demo source (SQLite) with its default customers
 DEMO_CUSTOMERS = 5000
+#: the fixed-cost phase's source: so small that its next night is all fixed cost (Airflow,
+#: process and dbt start-up, parsing, per-node overhead), whatever the scale
+FIXED_COST_CUSTOMERS = 200
 #: the demo's phases: the first run and the next day
 DEMO_PHASES = ("first_run", "next_day")
 
@@ -70,6 +75,24 @@ def run_demo_bench(home: Path, *, as_of: date = DEFAULT_AS_OF, on_event=None) ->
     result.runs.append(run_pipeline("next_day", "duckdb", demo_home, day, source, warehouse))
     evaluate(result)
     return result
+
+
+def _fixed_cost_runs(home: Path, as_of: date, say) -> list:
+    """The fixed cost of a night, measured: a tiny demo source loaded once, then its next
+    night, on DuckDB (phases ``fixed_first`` and ``fixed``)."""
+    fixed_home = home / "fixed"
+    shutil.rmtree(fixed_home, ignore_errors=True)
+    fixed_home.mkdir(parents=True)
+    source = f"sqlite:///{fixed_home / 'source.sqlite'}"
+    warehouse = f"duckdb:///{fixed_home / 'warehouse.duckdb'}"
+    say(f"fixed cost: a {FIXED_COST_CUSTOMERS}-customer source, first load …")
+    advance_source(source, as_of, customers=FIXED_COST_CUSTOMERS)
+    runs = [run_pipeline("fixed_first", "duckdb", fixed_home, as_of, source, warehouse)]
+    day = as_of + timedelta(days=1)
+    advance_source(source, day, customers=FIXED_COST_CUSTOMERS)
+    say("fixed cost: its next night …")
+    runs.append(run_pipeline("fixed", "duckdb", fixed_home, day, source, warehouse))
+    return runs
 
 
 def _source_counts(source: str) -> dict[str, int]:
@@ -136,5 +159,7 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
             for label, _ in wh_targets:
                 say(f"{inc} on {label} …")
                 result.runs.append(run_pipeline(inc, label, home / f"{label}-h{factor}", day, src, urls[label]))
+    if "fixed" in phases:
+        result.runs.extend(_fixed_cost_runs(home, as_of, say))
     evaluate(result)
     return result
