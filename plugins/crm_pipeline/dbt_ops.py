@@ -137,10 +137,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         # night that does not load the seeds (dbt_seeds.py). Unit tests
         # check SQL logic, not data: CI runs them (tests/test_dbt_unit.py), the night does not
         # unless CRM_DBT_UNIT_TESTS=1.
-        # no manifest.json / run_results.json: nothing of the night reads them (the run
-        # record takes the results from the runner), and writing them cost about 1 s per
-        # stage; the partial-parse cache is written all the same
-        flags = ["--indirect-selection", "buildable", "--no-write-json"]
+        flags = ["--indirect-selection", "buildable"]
         if not settings.dbt_unit_tests():
             flags += ["--exclude-resource-type", "unit_test"]
         kwargs.setdefault("dbt_cmd_flags", flags)
