@@ -19,7 +19,8 @@ import pytest
 
 from crm_pipeline import dbt_seeds
 from crm_pipeline.settings import DBT_PROJECT_DIR
-from wap_helpers import BASE_AS_OF, BASE_CUSTOMERS, baseline_home, copy_home, open_wh, run_cli
+from helpers import crm
+from wap_helpers import BASE_AS_OF, BASE_CUSTOMERS, baseline_home, copy_home, open_wh, published_checksum, run_cli
 
 SEEDS = sorted((DBT_PROJECT_DIR / "seeds").glob("*.csv"))
 
@@ -32,7 +33,7 @@ def _load_by_hand(path) -> None:
     con.close()
 
 
-def _csv_rows(seed) -> int:
+def _csv_rows(seed) -> int:  # counted with the csv module, not as the code counts
     with open(seed, newline="", encoding="utf-8") as f:
         return len(list(csv.DictReader(f)))
 
@@ -53,7 +54,7 @@ def test_the_fingerprint_follows_the_seed_files_the_project_file_and_the_target(
     assert dbt_seeds.fingerprint("duckdb", project) != first
 
 
-def test_the_seeds_are_current_only_when_every_table_is_there_with_every_row(tmp_path):
+def test_the_seeds_are_current_only_when_every_table_holds_what_was_loaded(tmp_path):
     db = tmp_path / "w.duckdb"
     _load_by_hand(db)
     with open_wh(f"duckdb:///{db}") as wh:
@@ -62,8 +63,12 @@ def test_the_seeds_are_current_only_when_every_table_is_there_with_every_row(tmp
         dbt_seeds.record_loaded(wh, "f1", "duckdb")
         assert dbt_seeds.seeds_current(wh, "f1")
         assert not dbt_seeds.seeds_current(wh, "f2")  # another project or target
+        wh.execute("update config.rfm_segment_map set rfm_segment = 'Champions' where r_score = '1' and f_score = '1'")
+        assert not dbt_seeds.seeds_current(wh, "f1")  # a value edited in place, the same rows
+        dbt_seeds.record_loaded(wh, "f1", "duckdb")
+        assert dbt_seeds.seeds_current(wh, "f1")
         wh.execute("delete from config.segment_rules where rule_order = (select max(rule_order) from config.segment_rules)")
-        assert not dbt_seeds.seeds_current(wh, "f1")
+        assert not dbt_seeds.seeds_current(wh, "f1")  # a row deleted
     _load_by_hand(tmp_path / "w2.duckdb")
     with open_wh(f"duckdb:///{tmp_path / 'w2.duckdb'}") as wh:
         wh.ensure_schemas()
@@ -95,10 +100,37 @@ def test_a_night_loads_the_seeds_only_when_the_warehouse_lacks_them(tmp_path_fac
     assert "success" in details and details.get("pass", 0) > 0  # the other tests still ran
     # a seed table edited by hand in the warehouse is loaded again from the project's file
     with open_wh(home / "warehouse.duckdb") as wh:
-        wh.execute("delete from config.rfm_segment_map where r_score = 5")
+        wh.execute("update config.rfm_segment_map set rfm_segment = 'Lost' where r_score = 5")
     result = run_cli(["run", *args, "--as-of", day3.isoformat()])
     assert result.exit_code == 0, result.output
     assert _staging_details(home, day3)["seeds"] == "loaded"
     with open_wh(home / "warehouse.duckdb") as wh:
         for seed in SEEDS:
             assert wh.scalar(f"select count(*) from config.{seed.stem}") == _csv_rows(seed), seed.stem
+        assert wh.scalar("select count(*) from config.rfm_segment_map where r_score = 5 and rfm_segment = 'Lost'") == 0
+
+
+@pytest.mark.slow
+def test_a_changed_seed_is_loaded_again_and_a_null_it_leaves_in_a_mart_stops_the_night(tmp_path_factory, tmp_path):
+    """Not-null rules of the contracted marts are constraints the warehouse enforces as the
+    rows are written (docs/design.md): segment rules without their catch-all rule leave
+    customers without a segment (customer_segments.segment null), and the night stops with
+    nothing published. (A seed that breaks its own tests, such as an RFM map with a hole,
+    stops the night earlier, at its seed tests.)"""
+    home = copy_home(baseline_home(tmp_path_factory), tmp_path / "home")
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    seed = project / "seeds" / "segment_rules.csv"
+    kept = [line for line in seed.read_text().splitlines() if not line.startswith("90,")]  # no catch-all rule
+    seed.write_text("\n".join(kept) + "\n")
+    with open_wh(home / "warehouse.duckdb") as wh:
+        before = published_checksum(wh)
+    day2 = BASE_AS_OF + timedelta(days=1)
+    proc = crm("run", "--home", str(home), "--as-of", day2.isoformat(), "--customers", str(BASE_CUSTOMERS),
+               env={"CRM_DBT_PROJECT_DIR": str(project)})
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "customer_segments" in proc.stdout and "NOT NULL" in proc.stdout.upper() and "Traceback" not in proc.stdout
+    assert _staging_details(home, day2)["seeds"] == "loaded"  # the changed seed was loaded
+    with open_wh(home / "warehouse.duckdb") as wh:
+        assert wh.scalar("select count(*) from config.segment_rules") == len(kept) - 1
+        assert published_checksum(wh) == before

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,9 +67,17 @@ def summarise_results(result: Any) -> tuple[dict[str, int], list[str]]:
         if status in ("error", "fail", "runtime error"):
             node = node_result.node
             where = f"{node.resource_type} {getattr(node, 'schema', '')}.{node.name}".replace(" .", " ")
-            message = (node_result.message or "").strip().splitlines()
-            failures.append(f"{where}: {message[0] if message else status}")
+            failures.append(f"{where}: {_first_cause(node_result.message) or status}")
     return counts, failures
+
+
+def _first_cause(message: str | None) -> str:
+    """The line of a dbt node's message that says what went wrong: dbt opens a model's
+    error with "Runtime Error in model X (path)", and the database's words follow."""
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    if len(lines) > 1 and re.match(r"^\w+ Error in \w+ ", lines[0]):
+        return lines[1]
+    return lines[0] if lines else ""
 
 
 def macros_version(project_dir: Path = DBT_PROJECT_DIR) -> str:

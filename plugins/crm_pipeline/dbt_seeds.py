@@ -3,16 +3,15 @@ tests them only when they changed.
 
 Seeds are the project's own tables of business numbers (docs/rules.md): they change with
 the project, not with the night's data. After a night has loaded and tested them, the
-warehouse records their fingerprint (``ops.dbt_seed_state``); the next night skips the
-seeds and the tests that read only them when the fingerprint is the same and every seed
-table is there with as many rows as its file. Anything else (a new warehouse, a changed
-seed or ``dbt_project.yml``, another dbt target, a seed table dropped or edited to another
-row count) loads and tests them again. docs/design.md, "Seeds load when they change".
+warehouse records their fingerprint and a checksum of the loaded tables
+(``ops.dbt_seed_state``); the next night skips the seeds and the tests that read only them
+when both are the same. Anything else (a new warehouse, a changed seed or
+``dbt_project.yml``, another dbt target, a seed table dropped or edited in the warehouse)
+loads and tests them again. docs/design.md, "Seeds load when they change".
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from crm_pipeline.warehouse import Warehouse, ident
 #: the schema dbt loads the seeds into (``+schema: config`` in dbt_project.yml)
 SEED_SCHEMA = "config"
 SEED_STATE_DDL = ("create table if not exists ops.dbt_seed_state (fingerprint varchar not null, "
-                  "target varchar not null, loaded_at timestamp not null)")
+                  "target varchar not null, loaded_at timestamp not null, tables_checksum varchar)")
 
 
 def seed_files(project_dir: Path = DBT_PROJECT_DIR) -> list[Path]:
@@ -40,31 +39,39 @@ def fingerprint(target: str, project_dir: Path = DBT_PROJECT_DIR) -> str:
     return digest.hexdigest()
 
 
-def _csv_rows(path: Path) -> int:
-    with open(path, newline="", encoding="utf-8") as f:
-        return max(sum(1 for _ in csv.reader(f)) - 1, 0)
+def tables_checksum(wh: Warehouse, project_dir: Path = DBT_PROJECT_DIR) -> str | None:
+    """md5 over every seed table's rows as the warehouse holds them (each row as text, in
+    sorted order); None when a seed table is missing. Compared only with the same
+    warehouse's own earlier checksum, so each engine may spell a row its own way."""
+    digest = hashlib.md5()
+    for path in seed_files(project_dir):
+        if not wh.table_exists(SEED_SCHEMA, path.stem):
+            return None
+        table = f"{ident(SEED_SCHEMA)}.{ident(path.stem)}"
+        row = "cast(t as varchar)" if wh.kind == "duckdb" else "t::text"
+        value = wh.scalar(f"select md5(coalesce(string_agg({row}, '|' order by {row}), '')) from {table} t")
+        digest.update(f"{path.stem}={value}\0".encode())
+    return digest.hexdigest()
 
 
 def seeds_current(wh: Warehouse, fp: str, project_dir: Path = DBT_PROJECT_DIR) -> bool:
     """Whether the warehouse's seed tables are the ones this project and target load."""
     if not wh.table_exists("ops", "dbt_seed_state"):
         return False
-    if [r[0] for r in wh.query("select fingerprint from ops.dbt_seed_state")] != [fp]:
+    recorded = wh.query("select fingerprint, tables_checksum from ops.dbt_seed_state")
+    if len(recorded) != 1 or recorded[0][0] != fp or recorded[0][1] is None:
         return False
-    for path in seed_files(project_dir):
-        if not wh.table_exists(SEED_SCHEMA, path.stem):
-            return False
-        if wh.scalar(f"select count(*) from {ident(SEED_SCHEMA)}.{ident(path.stem)}") != _csv_rows(path):
-            return False
-    return True
+    return tables_checksum(wh, project_dir) == recorded[0][1]
 
 
 def record_loaded(wh: Warehouse, fp: str, target: str) -> None:
     """Record that the seeds of fingerprint ``fp`` were loaded and passed their tests."""
+    checksum = tables_checksum(wh)
     with wh.transaction():
         wh.execute(SEED_STATE_DDL)
         wh.execute("delete from ops.dbt_seed_state")
-        wh.execute("insert into ops.dbt_seed_state values (?, ?, current_timestamp)", (fp, target))
+        wh.execute("insert into ops.dbt_seed_state (fingerprint, target, loaded_at, tables_checksum) "
+                   "values (?, ?, current_timestamp, ?)", (fp, target, checksum))
 
 
 def forget(wh: Warehouse) -> None:

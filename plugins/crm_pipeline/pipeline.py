@@ -101,9 +101,12 @@ def extract(run_id: str, as_of: date) -> list[dict]:
             for batch in stats
         }
         # every source row accounted for: odd change times, the last days compared with the
-        # source (rows the window missed read again), hard deletes on the full comparison
+        # source (rows the window missed read again), hard deletes on the full comparison;
+        # a first load has just read every key, so its night makes no full comparison
+        first_load = bool(stats) and all(batch.is_initial for batch in stats)
         accounts = extraction.account_for_source(wh, settings.source_url, as_of=as_of, run_id=run_id,
-                                                 gate_settings=gates.GateSettings.from_env())
+                                                 gate_settings=gates.GateSettings.from_env(),
+                                                 full=False if first_load else None)
         details["source_reconciliation"] = [acc.as_dict() for acc in accounts]
         extraction.require_reconciled(accounts)
         # the waiting room, after every entity's batch: rows whose customer is known now
