@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID
+from crm_pipeline.gates.gx_runtime import import_gx
 from crm_pipeline.settings import DAGS_DIR
 
 DAG_ID = "crm_nightly"
@@ -163,8 +164,6 @@ def _freeze_the_libraries() -> None:
     import gc
 
     import dbt.cli.main  # noqa: F401  (the runner every dbt stage uses)
-
-    from crm_pipeline.gates.gx_runtime import import_gx
 
     import_gx()
     gc.collect()

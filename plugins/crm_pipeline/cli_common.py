@@ -20,6 +20,7 @@ from crm_pipeline.connections import WAREHOUSE_CONN_ID, WarehouseConfig, redact
 from crm_pipeline.errors import first_line, storage_problem
 from crm_pipeline.home_lock import HomeBusy, one_run_per_home
 from crm_pipeline.liveness import day_not_ended
+from crm_pipeline.warehouse import Warehouse
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -89,8 +90,6 @@ def locked_warehouse(home: Path, cfg: WarehouseConfig, day: Optional[date] = Non
                      busy_hint: str = "wait until the run ends"):
     """The warehouse, opened while this command holds the state folder's lock (one run per
     home, :mod:`crm_pipeline.home_lock`); a folder in use is a one-line error."""
-    from crm_pipeline.warehouse import Warehouse
-
     try:
         with one_run_per_home(home, day or _yesterday()), Warehouse(cfg) as wh:
             yield wh

@@ -52,47 +52,40 @@ DEMO_PHASES = ("first_run", "next_day")
 DEFAULT_AS_OF = date(2025, 6, 15)
 
 
+def _demo_source_nights(folder: Path, customers: int, as_of: date, phases: tuple[str, str], say,
+                        before_first=None) -> list:
+    """A SQLite demo source of ``customers`` in a fresh ``folder`` with a DuckDB warehouse:
+    its first night (``as_of``) and the next one, timed as ``phases``."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = f"sqlite:///{folder / 'source.sqlite'}"
+    warehouse = f"duckdb:///{folder / 'warehouse.duckdb'}"
+    say(f"{phases[0]}: a demo source of {customers:,} customers up to {as_of} …")
+    advance_source(source, as_of, customers=customers)
+    if before_first is not None:
+        before_first(source)
+    runs = [run_pipeline(phases[0], "duckdb", folder, as_of, source, warehouse)]
+    day = as_of + timedelta(days=1)
+    advance_source(source, day, customers=customers)
+    say(f"{phases[1]}: the next night ({day}) …")
+    runs.append(run_pipeline(phases[1], "duckdb", folder, day, source, warehouse))
+    return runs
+
+
 def run_demo_bench(home: Path, *, as_of: date = DEFAULT_AS_OF, on_event=None) -> BenchResult:
     """The embedded default as a user runs it: the demo source in SQLite and a DuckDB
     warehouse, the first run and the next day (docs/performance.md)."""
     say = on_event or (lambda text: None)
-    demo_home = home / "demo"
-    shutil.rmtree(demo_home, ignore_errors=True)
-    demo_home.mkdir(parents=True)
-    source = f"sqlite:///{demo_home / 'source.sqlite'}"
-    warehouse = f"duckdb:///{demo_home / 'warehouse.duckdb'}"
-    say(f"demo source: {DEMO_CUSTOMERS:,} customers up to {as_of} …")
-    advance_source(source, as_of, customers=DEMO_CUSTOMERS)
-    counts = _source_counts(source)
-    result = BenchResult("DEMO", counts["customers"], counts["orders"], as_of)
-    result.sources["demo"] = {"url": "sqlite (demo)", "rows": counts}
-    say("first run on duckdb …")
-    result.runs.append(run_pipeline("first_run", "duckdb", demo_home, as_of, source, warehouse))
-    day = as_of + timedelta(days=1)
-    say(f"demo source: one more day ({day}) …")
-    advance_source(source, day, customers=DEMO_CUSTOMERS)
-    say("next day on duckdb …")
-    result.runs.append(run_pipeline("next_day", "duckdb", demo_home, day, source, warehouse))
+    result = BenchResult("DEMO", 0, 0, as_of)
+
+    def describe(source: str) -> None:
+        counts = _source_counts(source)
+        result.customers, result.orders = counts["customers"], counts["orders"]
+        result.sources["demo"] = {"url": "sqlite (demo)", "rows": counts}
+
+    result.runs.extend(_demo_source_nights(home / "demo", DEMO_CUSTOMERS, as_of, DEMO_PHASES, say, describe))
     evaluate(result)
     return result
-
-
-def _fixed_cost_runs(home: Path, as_of: date, say) -> list:
-    """The fixed cost of a night, measured: a tiny demo source loaded once, then its next
-    night, on DuckDB (phases ``fixed_first`` and ``fixed``)."""
-    fixed_home = home / "fixed"
-    shutil.rmtree(fixed_home, ignore_errors=True)
-    fixed_home.mkdir(parents=True)
-    source = f"sqlite:///{fixed_home / 'source.sqlite'}"
-    warehouse = f"duckdb:///{fixed_home / 'warehouse.duckdb'}"
-    say(f"fixed cost: a {FIXED_COST_CUSTOMERS}-customer source, first load …")
-    advance_source(source, as_of, customers=FIXED_COST_CUSTOMERS)
-    runs = [run_pipeline("fixed_first", "duckdb", fixed_home, as_of, source, warehouse)]
-    day = as_of + timedelta(days=1)
-    advance_source(source, day, customers=FIXED_COST_CUSTOMERS)
-    say("fixed cost: its next night …")
-    runs.append(run_pipeline("fixed", "duckdb", fixed_home, day, source, warehouse))
-    return runs
 
 
 def _source_counts(source: str) -> dict[str, int]:
@@ -159,7 +152,8 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
             for label, _ in wh_targets:
                 say(f"{inc} on {label} …")
                 result.runs.append(run_pipeline(inc, label, home / f"{label}-h{factor}", day, src, urls[label]))
-    if "fixed" in phases:
-        result.runs.extend(_fixed_cost_runs(home, as_of, say))
+    if "fixed" in phases:  # the fixed cost of a night: the next night of a tiny source
+        result.runs.extend(_demo_source_nights(home / "fixed", FIXED_COST_CUSTOMERS, as_of, ("fixed_first", "fixed"),
+                                               say))
     evaluate(result)
     return result
