@@ -1,6 +1,7 @@
 """What every ``crm`` command shares: the consoles, one-line user errors, dates, the
-state folder and default URLs, the warehouse opened under the state folder's lock, and the guard that turns any error into one line plus what
-to do (a stack trace only with ``--debug``).
+state folder and default URLs, the warehouse opened under the state folder's lock, and
+the guard that turns any error into one line plus what to do (a stack trace only with
+``--debug``).
 """
 
 from __future__ import annotations

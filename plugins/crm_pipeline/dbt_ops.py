@@ -12,7 +12,6 @@ A failing model or test ends the task with one line per failed node.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -24,6 +23,7 @@ from cosmos.operators.local import DbtBuildLocalOperator
 
 from crm_pipeline import dbt_seeds, docs_site, progress, runs, settings
 from crm_pipeline.connections import RunSettings
+from crm_pipeline.file_digest import files_md5
 from crm_pipeline.publish import PUBLISHED_TABLES
 from crm_pipeline.settings import DBT_PROJECT_DIR
 from crm_pipeline.warehouse import Warehouse
@@ -84,11 +84,8 @@ def macros_version(project_dir: Path = DBT_PROJECT_DIR) -> str:
     """md5 of the project's macro files (paths and contents), passed to dbt as var
     ``macros_version``: part of the credit snapshot's fingerprint, since dbt's graph gives
     checksums for models and seeds but not for macros."""
-    digest = hashlib.md5()
     root = Path(project_dir) / "macros"
-    for path in sorted(root.rglob("*.sql")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return files_md5(root, root.rglob("*.sql"))
 
 
 def _node_seconds(result: Any, types: tuple[str, ...]) -> dict[str, float]:
@@ -184,8 +181,8 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         # set when the task runs: the parsed DAG carries no callable
         self._dbt_runner_callbacks = [node_progress(self.stage)]
-        seeds = self._seed_plan(target)
         with runs.stage(context["dag_run"].run_id, self.stage) as details:
+            seeds = self._seed_plan(target)
             if seeds is not None:
                 details["seeds"] = "loaded" if seeds else "current, not loaded again"
             try:
@@ -220,14 +217,10 @@ DOCS_FINGERPRINT_FILE = ".crm-docs-fingerprint"
 def project_fingerprint(project_dir: Path, target: str) -> str:
     """md5 of the dbt project as dbt docs show it: every file of it (models, macros,
     seeds, tests, dbt_project.yml, profiles.yml) except dbt's own output, and the target."""
-    digest = hashlib.md5(f"target={target}\0".encode())
     root = Path(project_dir)
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if not path.is_file() or rel.parts[0] in ("target", "logs", "dbt_packages") or path.name.startswith("."):
-            continue
-        digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    own = [path for path in root.rglob("*") if path.relative_to(root).parts[0] not in ("target", "logs", "dbt_packages")
+           and not path.name.startswith(".")]
+    return files_md5(root, own, f"target={target}")
 
 
 def docs_are_current(target_dir: Path, fingerprint: str) -> bool:

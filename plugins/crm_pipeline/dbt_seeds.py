@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from crm_pipeline.file_digest import files_md5
 from crm_pipeline.settings import DBT_PROJECT_DIR
 from crm_pipeline.warehouse import Warehouse, ident
 
@@ -32,25 +33,20 @@ def fingerprint(target: str, project_dir: Path = DBT_PROJECT_DIR) -> str:
     """md5 of everything a seed's loaded table depends on: the seed folder's files (CSV
     and YAML), ``dbt_project.yml`` (seed column types and schema) and the dbt target."""
     root = Path(project_dir)
-    digest = hashlib.md5(f"target={target}\0".encode())
-    for path in [root / "dbt_project.yml", *sorted((root / "seeds").rglob("*"))]:
-        if path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return files_md5(root, [root / "dbt_project.yml", *(root / "seeds").rglob("*")], f"target={target}")
 
 
 def tables_checksum(wh: Warehouse, project_dir: Path = DBT_PROJECT_DIR) -> str | None:
-    """md5 over every seed table's rows as the warehouse holds them (each row as text, in
-    sorted order); None when a seed table is missing. Compared only with the same
-    warehouse's own earlier checksum, so each engine may spell a row its own way."""
+    """md5 over every seed table's rows as the warehouse holds them (each row as Python
+    reads it, in sorted order); None when a seed table is missing. Seed tables are a few
+    hundred rows, so reading them is cheaper than asking each engine to spell a row as
+    text; the checksum is compared only with the same warehouse's own earlier one."""
     digest = hashlib.md5()
     for path in seed_files(project_dir):
         if not wh.table_exists(SEED_SCHEMA, path.stem):
             return None
-        table = f"{ident(SEED_SCHEMA)}.{ident(path.stem)}"
-        row = "cast(t as varchar)" if wh.kind == "duckdb" else "t::text"
-        value = wh.scalar(f"select md5(coalesce(string_agg({row}, '|' order by {row}), '')) from {table} t")
-        digest.update(f"{path.stem}={value}\0".encode())
+        rows = sorted(repr(tuple(row)) for row in wh.query(f"select * from {ident(SEED_SCHEMA)}.{ident(path.stem)}"))
+        digest.update(f"{path.stem}=".encode() + "\n".join(rows).encode() + b"\0")
     return digest.hexdigest()
 
 
