@@ -8,6 +8,7 @@ statements for the customers whose id is 1 or 2 modulo 5; one day of changes tou
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def test_bench_at_scale_s_runs_every_phase(tmp_path):
     """The benchmark at scale S in CI (DuckDB warehouse; the PostgreSQL warehouse at S
     takes longer than CI allows, it runs at a small scale below and at L by hand): every
     phase completes, the counts are the source's, no target is asserted (they bind at L)."""
+    started = time.monotonic()
     fig = _bench(tmp_path, "S", "--warehouse", "duckdb", "--skip-naive")
+    elapsed = time.monotonic() - started
     assert (fig["customers"], fig["orders"]) == (100_000, 2_000_000)
     runs = {(r["phase"], r["warehouse"]): r for r in fig["runs"]}
     assert set(runs) == {(p, "duckdb") for p in ("full", "increment", "full_2x", "increment_2x", "fixed_first", "fixed")}
@@ -150,6 +153,12 @@ def test_bench_at_scale_s_runs_every_phase(tmp_path):
     full_total = runs[("full", "duckdb")]["stages"]["total"]["seconds"]
     assert fig["ratios"]["increment_vs_full"] == pytest.approx(inc_total / full_total, abs=1e-3)
     assert fig["ratios"]["full_vs_copy_ceiling"] == pytest.approx(full_total / ref["copy_ceiling"]["seconds"], abs=0.01)
+    # the timings themselves, against a clock of the test's own: the runs happen one after
+    # another inside the command, and a run's total covers each of its stages
+    assert sum(r["stages"]["total"]["seconds"] for r in runs.values()) < elapsed
+    for key, r in runs.items():
+        longest = max(st["seconds"] for name, st in r["stages"].items() if name != "total")
+        assert r["stages"]["total"]["seconds"] >= longest, key
     names = [t["target"] for t in fig["targets"]]
     assert "increment / full load (DuckDB)" in names and "full load / COPY ceiling time (DuckDB)" in names
     assert any(n.startswith("fixed cost (") for n in names)
