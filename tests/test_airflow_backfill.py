@@ -36,7 +36,7 @@ What Airflow 3.3.2 does, checked here rather than assumed:
 
 The stack is stopped in a ``finally`` with SIGINT (SIGTERM to the standalone process leaves
 its children behind): first to its components, then to ``airflow standalone`` itself (see
-``_stop`` for why not all at once), with SIGTERM and SIGKILL to the process group only as a
+``airflow_stack.stop`` for why not all at once), with SIGTERM and SIGKILL to the process group only as a
 fallback; the test then checks that nothing of the group is left. A process started from a
 non-interactive shell's background job inherits SIGINT as *ignored*, and a Python started
 that way never turns SIGINT into KeyboardInterrupt: the stack is started with SIGINT reset
@@ -47,10 +47,7 @@ Runtime on a 2-core machine: about 3-5 minutes (A runs next to B's start-up and 
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -62,6 +59,7 @@ from pathlib import Path
 import pytest
 
 from crm_pipeline.airflow_local import sqlite_metadata_env
+import airflow_stack
 from helpers import published_checksum_url, table_checksum
 
 pytestmark = pytest.mark.slow
@@ -79,31 +77,11 @@ BACKFILL_TIMEOUT = 12 * 60
 CRM_BACKFILL_TIMEOUT = 10 * 60
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without Airflow or crm settings; the venv's bin first."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CRM_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update({"CRM_DBT_DOCS": "0", "COLUMNS": "200", "GX_ANALYTICS_ENABLED": "False", "DO_NOT_TRACK": "1",
-                "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
-    return env
-
-
 def _stack_env(home: Path) -> dict[str, str]:
     airflow_home = home / "airflow"
-    port, worker_logs_port, trigger_logs_port = _free_ports(3)
+    port, worker_logs_port, trigger_logs_port = airflow_stack.free_ports(3)
     return {
-        **_clean_env(),
+        **airflow_stack.clean_env(),
         "AIRFLOW_HOME": str(airflow_home),
         **sqlite_metadata_env(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -131,84 +109,6 @@ def _stack_env(home: Path) -> dict[str, str]:
     }
 
 
-def _default_sigint() -> None:
-    # runs in the child before exec: a SIGINT ignored by the parent would stay ignored
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
-
-
-def _group_members(pgid: int) -> dict[int, str]:
-    """The live (not zombie) processes of a process group: pid -> "state command"."""
-    members = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            state, _ppid, group = stat[stat.rindex(")") + 2:].split()[:3]
-            if int(group) == pgid and state != "Z":
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-                members[int(entry.name)] = f"{state} {cmd[:100]}"
-        except (OSError, ValueError):
-            continue
-    return members
-
-
-def _signal_all(pids, sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
-
-
-def _stop(proc: subprocess.Popen | None, grace: float, spare_leader: bool = False) -> list[str]:
-    """Stop a process started by ``_start`` and everything in its process group; returns the
-    escalations that were needed (SIGTERM, then SIGKILL to whatever was left).
-
-    SIGINT goes first. With ``spare_leader`` it goes to the members of the group but not to
-    its leader, and to the leader only once the others have exited: ``airflow standalone``
-    answers SIGINT by sending SIGTERM to its components at once, and a triggerer that gets
-    SIGTERM while still shutting down after SIGINT takes its "second signal, force exit"
-    path, which hung in about half of the tries here (Airflow 3.3.2) until SIGKILL.
-    """
-    if proc is None:
-        return []
-    pgid = proc.pid  # start_new_session: the process leads its own group
-    gone = lambda: not _group_members(pgid) and proc.poll() is not None  # noqa: E731
-    escalated = []
-    if spare_leader and proc.poll() is None:
-        _signal_all([pid for pid in _group_members(pgid) if pid != pgid], signal.SIGINT)
-        _wait_until(lambda: set(_group_members(pgid)) <= {pgid}, grace)
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        if gone():
-            break
-        if sig != signal.SIGINT:
-            escalated.append(f"{signal.Signals(sig).name} to {_group_members(pgid)}")
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            pass
-        _wait_until(gone, wait)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
-    return escalated
 
 
 def _meta(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
@@ -225,32 +125,13 @@ def _meta(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
         return []
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _wait(what: str, check, timeout: float, procs_and_logs: list[tuple[subprocess.Popen, Path]]):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        for proc, log in procs_and_logs:
-            assert proc.poll() is None, f"{' '.join(map(str, proc.args[:3]))} exited ({proc.returncode}) " \
-                                        f"while waiting for {what}:\n{_tail(log)}"
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}:\n" + \
-            "\n".join(_tail(log) for _, log in procs_and_logs)
-        time.sleep(2)
 
 
 def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
     home_a, home_b = tmp_path / "A", tmp_path / "B"
     made = subprocess.run([sys.executable, "-m", "crm_pipeline.cli", "demo-data", "--home", str(home_a),
                            "--customers", str(CUSTOMERS), "--until", D2.isoformat()],
-                          env=_clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          env=airflow_stack.clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stdout + made.stderr
     home_b.mkdir()
     shutil.copy2(home_a / "source.sqlite", home_b / "source.sqlite")
@@ -259,12 +140,12 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
     meta_db = home_b / "airflow" / "airflow.db"
     airflow_bin = str(Path(sys.executable).parent / "airflow")
     crm_log, stack_log = tmp_path / "crm-backfill.log", tmp_path / "standalone.log"
-    crm_proc = stack = None
+    crm_proc = standalone = None
     started = time.monotonic()
     try:
         # A and B use separate state folders, so they may run side by side (saves ~1.5 min)
-        crm_proc = _start([sys.executable, "-m", "crm_pipeline.cli", "backfill", "--from", D1.isoformat(),
-                           "--to", D2.isoformat(), "--home", str(home_a)], _clean_env(), crm_log)
+        crm_proc = airflow_stack.start([sys.executable, "-m", "crm_pipeline.cli", "backfill", "--from", D1.isoformat(),
+                           "--to", D2.isoformat(), "--home", str(home_a)], airflow_stack.clean_env(), crm_log)
 
         # B: the metadata DB, the serialized DAG (paused) and the backfill are made before
         # the stack starts; the DAG is unpaused once the api-server answers. Made next to
@@ -297,7 +178,7 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
         assert _meta(meta_db, "select max_active_runs from backfill") == [(1,)]
         assert _meta(meta_db, "select count(*) from dag_run where run_type != 'backfill'") == [(0,)]
 
-        stack = _start([airflow_bin, "standalone"], env_b, stack_log)
+        standalone = airflow_stack.start([airflow_bin, "standalone"], env_b, stack_log)
         health = f"http://127.0.0.1:{env_b['AIRFLOW__API__PORT']}/api/v2/monitor/health"
 
         def api_up():
@@ -307,7 +188,7 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
             except OSError:
                 return False
 
-        _wait("the api-server in B", api_up, DAG_PARSE_TIMEOUT, [(stack, stack_log)])
+        airflow_stack.wait("the api-server in B", api_up, DAG_PARSE_TIMEOUT, [(standalone, stack_log)])
         for attempt in range(5):  # a one-row write; SQLite may refuse it at once while the stack starts
             unpaused = airflow("dags", "unpause", DAG_ID)
             if unpaused.returncode == 0 or "database is locked" not in unpaused.stdout + unpaused.stderr:
@@ -317,7 +198,7 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
         try:
             crm_rc = crm_proc.wait(CRM_BACKFILL_TIMEOUT)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"crm backfill did not finish in {CRM_BACKFILL_TIMEOUT} s:\n{_tail(crm_log)}")
+            pytest.fail(f"crm backfill did not finish in {CRM_BACKFILL_TIMEOUT} s:\n{airflow_stack.tail(crm_log)}")
         crm_out = crm_log.read_text(errors="replace")
         assert crm_rc == 0, crm_out
         assert f"{D1}: success" in crm_out and f"{D2}: success" in crm_out, crm_out
@@ -328,11 +209,11 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
                            (DAG_ID,))
             return states if len(states) == 2 and all(s in ("success", "failed") for _, s in states) else None
 
-        states = _wait("the two backfill runs in B to finish", backfill_done,
-                       BACKFILL_TIMEOUT - (time.monotonic() - started), [(stack, stack_log)])
+        states = airflow_stack.wait("the two backfill runs in B to finish", backfill_done,
+                       BACKFILL_TIMEOUT - (time.monotonic() - started), [(standalone, stack_log)])
         failed_tasks = _meta(meta_db, "select run_id, task_id, state from task_instance where dag_id = ? "
                                       "and state not in ('success', 'skipped')", (DAG_ID,))
-        assert all(s == "success" for _, s in states), f"{states}; tasks: {failed_tasks}\n{_tail(stack_log)}"
+        assert all(s == "success" for _, s in states), f"{states}; tasks: {failed_tasks}\n{airflow_stack.tail(stack_log)}"
         # the scheduler ran them one after the other, D1 first
         spans = _meta(meta_db, "select date(logical_date), start_date, end_date from dag_run "
                                "where run_type = 'backfill' order by logical_date")
@@ -340,10 +221,10 @@ def test_crm_backfill_and_airflow_backfill_publish_the_same_rows(tmp_path):
         assert _meta(meta_db, "select count(*) from dag_run where run_type != 'backfill'") == [(0,)]
     finally:
         stop_started = time.monotonic()
-        escalated = _stop(stack, 60, spare_leader=True)
+        escalated = airflow_stack.stop(standalone, 60, spare_leader=True)
         print(f"stack stopped in {time.monotonic() - stop_started:.1f} s; escalated: {escalated}")
-        _stop(crm_proc, 30)
-    assert not _group_members(stack.pid), "processes of the Airflow stack are still running"
+        airflow_stack.stop(crm_proc, 30)
+    assert not airflow_stack.group_members(standalone.pid), "processes of the Airflow stack are still running"
 
     wh_a = f"duckdb:///{home_a / 'warehouse.duckdb'}"
     wh_b = f"duckdb:///{home_b / 'warehouse.duckdb'}"

@@ -35,7 +35,8 @@ def test_every_airflow_service_gets_the_pipeline_environment():
     services = _compose()["services"]
     for name in ("api-server", "scheduler", "dag-processor", "triggerer", "airflow-init"):
         env = services[name]["environment"]
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        # LocalExecutor unless the `celery` profile's AIRFLOW_EXECUTOR says otherwise
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/crm/dags"
         assert env["AIRFLOW_CONN_CRM_WAREHOUSE"].startswith("postgresql://")
         assert "AIRFLOW_CONN_CRM_SOURCE" in env
@@ -46,6 +47,23 @@ def test_every_airflow_service_gets_the_pipeline_environment():
         assert re.search(r":\$\{[A-Z_]+", env["AIRFLOW_CONN_CRM_WAREHOUSE"])
         assert "airflow-home" in " ".join(services[name]["volumes"])
     assert {"postgres-data", "airflow-home"} <= set(_compose()["volumes"])
+
+
+def test_the_celery_profile_adds_a_broker_and_workers_from_the_same_image():
+    compose = _compose()
+    services = compose["services"]
+    assert services["redis"]["profiles"] == ["celery"] and services["worker"]["profiles"] == ["celery"]
+    assert services["worker"]["command"] == ["airflow", "celery", "worker"]
+    assert services["worker"]["image"] == services["scheduler"]["image"]
+    assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    env = services["worker"]["environment"]
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    # the result backend is the metadata database, its password from the environment
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:${POSTGRES_PASSWORD")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].endswith("@postgres:5432/airflow")
+    assert "--extra celery" in (DOCKER / "Dockerfile").read_text()
+    # the services that do not belong to the profile run on any executor
+    assert all("profiles" not in services[n] for n in ("postgres", "api-server", "scheduler", "dag-processor"))
 
 
 def test_postgres_service_is_healthchecked_and_initialises_both_databases():
@@ -59,7 +77,7 @@ def test_image_installs_from_the_same_lock_as_ci():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "uv sync --locked" in ci
-    assert re.search(r"RUN uv sync --locked( --no-dev)?\n", dockerfile)
+    assert re.search(r"RUN uv sync --locked( --no-dev)?( --extra celery)?\n", dockerfile)
     assert "COPY --chown=airflow pyproject.toml uv.lock" in dockerfile
     for folder in ("dags", "dbt_project", "plugins", "expectations"):
         assert f"COPY --chown=airflow {folder}" in dockerfile
