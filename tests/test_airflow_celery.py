@@ -14,6 +14,8 @@ Checked: the run and each of its tasks succeeded; every task went through Celery
 ``SUCCESS`` row per task instance in the result backend, and the worker's log names the
 tasks); the run's data interval is D's day; and every table of ``published`` equals the
 in-process run's, row for row (wall-clock columns aside, ``helpers.table_checksum``).
+The worker uses the project's Celery settings (``crm_pipeline.celery_config``), so it
+loads the night's libraries once before its first task.
 
 Runtime on a 2-core machine: about 3-5 minutes.
 """
@@ -62,6 +64,7 @@ def _stack_env(home: Path, meta_url: str, broker_url: str) -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta_url,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "crm_pipeline.celery_config.CELERY_CONFIG",
         "AIRFLOW__CORE__DAGS_FOLDER": str(airflow_stack.ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "2",
@@ -161,6 +164,9 @@ def test_a_night_on_the_celery_executor_publishes_what_an_in_process_run_publish
         assert done_by_celery == len(tasks), (done_by_celery, tasks)
         worker_log = logs["worker"].read_text(errors="replace")
         assert all(task_id in worker_log for task_id, _ in tasks), airflow_stack.tail(logs["worker"], 80)
+        # the worker loaded the night's libraries once, before its first task (warm.py)
+        assert "the night's libraries are loaded" in worker_log
+        assert worker_log.index("the night's libraries are loaded") < worker_log.index("Executing workload")
 
         try:
             crm_rc = procs["crm-run"].wait(NIGHT_TIMEOUT)

@@ -123,3 +123,17 @@ def test_grants_survive_a_second_publish_and_extra_rights_are_taken_back(pg_data
         assert _allowed(con, "select count(distinct as_of) from published.segment_profiles") == [(2,)]
     finally:
         con.close()
+
+
+def test_current_tables_have_planner_statistics_when_bi_first_reads_them(pg_database):
+    """A current table is re-created by every publish; PostgreSQL knows its size (pg_class's
+    reltuples, -1 for a table never analysed) as soon as the publish commits."""
+    _warehouse(pg_database)
+    with open_wh(pg_database) as wh:
+        for day, variant in ((D1, 0), (D2, 1)):
+            synthetic_audit(wh, day, customers=20 + variant * 5, variant=variant)
+            publish(wh, day, f"run-{variant}")
+            for table in ("customer_segments", "customer_rfm", "customer_value_tiers"):
+                rows = wh.scalar(f"select count(*) from published.{table}")
+                estimate = wh.scalar(f"select reltuples from pg_class where oid = 'published.{table}'::regclass")
+                assert rows == 20 + variant * 5 and estimate == rows, (day, table, estimate)

@@ -58,6 +58,8 @@ def test_the_celery_profile_adds_a_broker_and_workers_from_the_same_image():
     assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     env = services["worker"]["environment"]
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    # the workers' Celery settings are the project's, which load the night's libraries once
+    assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "crm_pipeline.celery_config.CELERY_CONFIG"
     # the result backend is the metadata database, its password from the environment
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:${POSTGRES_PASSWORD")
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"].endswith("@postgres:5432/airflow")

@@ -15,8 +15,8 @@ import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from crm_pipeline import warm
 from crm_pipeline.connections import SOURCE_CONN_ID, WAREHOUSE_CONN_ID
-from crm_pipeline.gates.gx_runtime import import_gx
 from crm_pipeline.settings import DAGS_DIR
 
 DAG_ID = "crm_nightly"
@@ -154,28 +154,12 @@ def output_to(log_path: Path):
             terminal.close()
 
 
-def _freeze_the_libraries() -> None:
-    """Import what every night's tasks import (dbt, Great Expectations) and exclude the
-    objects the imports made from Python's cyclic garbage collector (``gc.freeze``).
-
-    They live as long as the process; without this, every full collection walks them
-    again (cosmos alone collects after each dbt stage), about 1-2 s a night
-    (docs/performance.md, "Fixed cost")."""
-    import gc
-
-    import dbt.cli.main  # noqa: F401  (the runner every dbt stage uses)
-
-    import_gx()
-    gc.collect()
-    gc.freeze()
-
-
 def run_dag(as_of: date) -> tuple[str, str]:
     """Run crm_nightly for ``as_of``; returns (Airflow run id, final state)."""
     _quiet()
     ensure_metadata_db()
     dag = load_dag()
-    _freeze_the_libraries()
+    warm.load_and_freeze()
     when = run_after_for(as_of)
     dag_run = dag.test(logical_date=when, run_after=when)
     state = str(getattr(dag_run, "state", "unknown"))

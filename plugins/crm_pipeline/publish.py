@@ -168,6 +168,11 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
                 if exists:
                     wh.execute(f"drop table {dst}")
                 wh.execute(f"create table {dst} as select * from {src}")
+                if wh.kind == "postgres":
+                    # a new table has no planner statistics until autovacuum gets to it:
+                    # BI's first queries (and the report, right after) were planned for
+                    # millions of rows and paid for JIT compilation (docs/design.md)
+                    wh.execute(f"analyze {dst}")
             else:
                 key = ident(t.key)
                 if not exists:
