@@ -40,6 +40,36 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def base_env(home: Path) -> dict[str, str]:
+    """What every Airflow process of a test stack needs for ``home``: a clean environment,
+    the DAGs folder, the api-server on a free loopback port (task processes talk to its
+    execution API; its default is port 8080), the worker log server on a free port (8793
+    by default), generous parse timeouts for a busy 2-core machine, no scheduled runs
+    (only the runs a test makes), and the pipeline's state folder. Each test adds its
+    metadata database and executor."""
+    airflow_home = home / "airflow"
+    api_port, worker_logs_port = free_ports(2)
+    return {
+        **clean_env(),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs_port),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
+        "AIRFLOW__COSMOS__ENABLE_CACHE": "True",
+        "CRM_HOME": str(home),
+    }
+
+
 def default_sigint() -> None:
     # runs in the child before exec: a SIGINT ignored by the parent would stay ignored
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -78,37 +78,17 @@ CRM_BACKFILL_TIMEOUT = 10 * 60
 
 
 def _stack_env(home: Path) -> dict[str, str]:
-    airflow_home = home / "airflow"
-    port, worker_logs_port, trigger_logs_port = airflow_stack.free_ports(3)
+    (trigger_logs_port,) = airflow_stack.free_ports(1)
     return {
-        **airflow_stack.clean_env(),
-        "AIRFLOW_HOME": str(airflow_home),
-        **sqlite_metadata_env(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **airflow_stack.base_env(home),
+        **sqlite_metadata_env(home / "airflow"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__WORKERS": "1",
-        # task processes talk to the api-server's execution API; its default is port 8080
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        # the log servers of the scheduler and the triggerer (8793 and 8794 by default)
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs_port),
+        # the triggerer's log server (8794 by default)
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs_port),
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
-        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
-        "AIRFLOW__COSMOS__ENABLE_CACHE": "True",
-        "CRM_HOME": str(home),
         "AIRFLOW_CONN_CRM_SOURCE": f"sqlite:///{home / 'source.sqlite'}",
         "AIRFLOW_CONN_CRM_WAREHOUSE": f"duckdb:///{home / 'warehouse.duckdb'}",
     }
-
-
 
 
 def _meta(db: Path, sql: str, params: tuple = ()) -> list[tuple]:

@@ -54,36 +54,17 @@ def _psql(url: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 def _stack_env(home: Path, meta_url: str, broker_url: str) -> dict[str, str]:
-    airflow_home = home / "airflow"
-    api_port, worker_logs_port = airflow_stack.free_ports(2)
     return {
-        **airflow_stack.clean_env(),
-        "AIRFLOW_HOME": str(airflow_home),
+        **airflow_stack.base_env(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url.replace("postgresql://", "postgresql+psycopg2://", 1),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta_url,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "crm_pipeline.celery_config.CELERY_CONFIG",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(airflow_stack.ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        # no scheduled runs: only the backfill made below (see test_airflow_backfill.py)
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         # one secret for the api-server and the worker's task tokens
         "AIRFLOW__API_AUTH__JWT_SECRET": "celery-test-only-secret",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs_port),
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
-        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
-        "AIRFLOW__COSMOS__ENABLE_CACHE": "True",
-        "CRM_HOME": str(home),
         "CRM_PII_SALT": PII_SALT,
     }
 
