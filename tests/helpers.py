@@ -31,6 +31,26 @@ def _value_text(v) -> str:
     return str(v)
 
 
+def comparable(value):
+    """A value as two engines' results are compared: decimals to six places, floats to
+    nine significant digits, dates and times as ISO text."""
+    if isinstance(value, Decimal):
+        return round(float(value), 6)
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def comparable_rows(rows) -> list[tuple]:
+    """Rows of ``comparable`` values, sorted (nulls last in each column)."""
+    out = [tuple(comparable(v) for v in r) for r in rows]
+    return sorted(out, key=lambda r: tuple((v is None, str(v)) for v in r))
+
+
 def _connect(warehouse_url: str):
     if warehouse_url.startswith("duckdb:///"):
         import duckdb

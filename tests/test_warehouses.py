@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 from datetime import date, datetime
-from decimal import Decimal
 
 import duckdb
 import psycopg2
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 
 from crm_pipeline.cli import app
 from crm_pipeline.publish import PUBLISHED_TABLES
+from helpers import comparable, comparable_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -30,23 +30,6 @@ NEXT = date(2026, 4, 1)
 SECRET = "pw-Zq8rT5xLm2"
 VOLATILE_COLUMNS = {"fit_seconds", "fitted_at", "run_id", "published_at", "loaded_at"}
 CUSTOMERS = 800
-
-
-def _norm(value):
-    if isinstance(value, Decimal):
-        return round(float(value), 6)
-    if isinstance(value, float):
-        return float(f"{value:.9g}")
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
-def _rows(cursor_rows) -> list[tuple]:
-    rows = [tuple(_norm(v) for v in r) for r in cursor_rows]
-    return sorted(rows, key=lambda r: tuple((v is None, str(v)) for v in r))
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +114,10 @@ def test_published_tables_are_identical_row_for_row(both_runs):
             assert d_cols == p_cols, table
             d_cols = [c for c in d_cols if c not in VOLATILE_COLUMNS]
             cols = ", ".join(d_cols)
-            d_rows = _rows(dcon.execute(f"select {cols} from published.{table}").fetchall())
+            d_rows = comparable_rows(dcon.execute(f"select {cols} from published.{table}").fetchall())
             with pcon.cursor() as cur:
                 cur.execute(f"select {cols} from published.{table}")
-                p_rows = _rows(cur.fetchall())
+                p_rows = comparable_rows(cur.fetchall())
             if len(d_rows) != len(p_rows):
                 mismatches.append(f"{table}: {len(d_rows)} rows on DuckDB, {len(p_rows)} on PostgreSQL")
                 continue
@@ -340,8 +323,8 @@ def test_a_grade_row_can_be_read_against_the_published_scorecard_and_cut_offs(bo
             pg_cutoffs = cur.fetchall()
         for got_bins, got_cutoffs in ((dcon.execute(scorecard_sql).fetchall(), dcon.execute(cutoffs_sql).fetchall()),
                                       (pg_bins, pg_cutoffs)):
-            assert sorted(tuple(_norm(v) for v in r) for r in got_bins) == expected_bins
-            assert sorted(tuple(_norm(v) for v in r) for r in got_cutoffs) == expected_cutoffs
+            assert sorted(tuple(comparable(v) for v in r) for r in got_bins) == expected_bins
+            assert sorted(tuple(comparable(v) for v in r) for r in got_cutoffs) == expected_cutoffs
         # the maximum of every indicator adds up to the 100-point scorecard, 30 of them financial
         maxima = dict(dcon.execute("select indicator, max(max_points) from published.credit_scorecard "
                                    "group by indicator").fetchall())

@@ -60,5 +60,5 @@
     value binned by the scorecard is the exact value (see docs/rules.md, "Exact credit
     grades"); the published grade row rounds it to four decimals for display only. -#}
 {% macro credit_indicator_type() -%}
-    {{ return('double precision' if target.type == 'postgres' else 'double') }}
+    {{ return(crm_type_double()) }}
 {%- endmacro %}

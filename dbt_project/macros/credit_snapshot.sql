@@ -33,7 +33,7 @@
     {%- set counts = [] -%}
     {%- for src in graph.sources.values() | sort(attribute='unique_id') -%}
         {%- if src.package_name == project_name and src.source_name == 'raw' -%}
-            {%- do counts.append("select '" ~ src.name ~ "' as t, count(*) as n, cast(max(_loaded_at) as varchar) as l "
+            {%- do counts.append("select '" ~ src.name ~ "' as t, count(*) as n, cast(max(_loaded_at) as " ~ crm_type_string() ~ ") as l "
                                  ~ "from " ~ src.relation_name ~ " where _visible_from <= "
                                  ~ "cast('" ~ dates['data_through'] ~ "' as date)") -%}
         {%- endif -%}

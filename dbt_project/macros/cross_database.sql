@@ -1,5 +1,35 @@
-{#- Cross-database SQL: everything that differs between DuckDB and PostgreSQL goes through
-    adapter.dispatch here (or in value_calculations.sql); the models stay plain SQL. -#}
+{#- Cross-database SQL: everything that differs between DuckDB, PostgreSQL and Spark goes
+    through adapter.dispatch here (or in value_calculations.sql); the models stay plain SQL.
+    Spark's variants are in spark.sql. -#}
+
+{#- Type names the engines spell differently: a string without a length (Spark wants a
+    length after varchar) and an 8-byte float (PostgreSQL has no bare "double"). -#}
+{% macro crm_type_string() -%}
+    {{ return(adapter.dispatch('crm_type_string')()) }}
+{%- endmacro %}
+
+{% macro default__crm_type_string() -%}
+    {{ return('varchar') }}
+{%- endmacro %}
+
+{#- Whether a table takes a row-level DELETE. The kept models (macros/kept/) recompute only
+    the changed keys where it does, and every row where it does not (Spark's Parquet
+    tables). -#}
+{% macro crm_deletes_rows() -%}
+    {{ return(adapter.dispatch('crm_deletes_rows')()) }}
+{%- endmacro %}
+
+{% macro default__crm_deletes_rows() -%}
+    {{ return(true) }}
+{%- endmacro %}
+
+{% macro crm_type_double() -%}
+    {{ return(adapter.dispatch('crm_type_double')()) }}
+{%- endmacro %}
+
+{% macro default__crm_type_double() -%}
+    {{ return('double precision') }}
+{%- endmacro %}
 
 {#- Continuous percentile as an aggregate (p in 0..1): DuckDB quantile_cont,
     PostgreSQL percentile_cont ... within group. Nulls are ignored by both. -#}

@@ -37,3 +37,25 @@
         * cast(0.01 as decimal(3, 2))
     as numeric(18, 2))
 {%- endmacro %}
+
+{#- One money amount as a share of another (whole > 0), as numeric(18, scale) rounded half
+    away from zero, identically on every engine: PostgreSQL and Spark divide decimals
+    exactly, DuckDB in double precision, which rounds a quotient such as 23220.69 / 60000
+    = 0.3870115 down at six decimals; there the share is computed on whole cents. -#}
+{% macro value_money_share(part, whole, scale=6) -%}
+    {{ return(adapter.dispatch('value_money_share')(part, whole, scale)) }}
+{%- endmacro %}
+
+{% macro default__value_money_share(part, whole, scale) -%}
+    cast(cast({{ part }} as numeric(38, 12)) / ({{ whole }}) as numeric(18, {{ scale }}))
+{%- endmacro %}
+
+{% macro duckdb__value_money_share(part, whole, scale) -%}
+    {%- set part_cents = "cast(round(abs(cast(" ~ part ~ " as decimal(38, 2))) * 100) as hugeint)" -%}
+    {%- set whole_cents = "cast(round(cast(" ~ whole ~ " as decimal(38, 2)) * 100) as hugeint)" -%}
+    cast(
+        sign({{ part }})
+        * cast((2 * {{ part_cents }} * {{ 10 ** scale }} + {{ whole_cents }}) // (2 * {{ whole_cents }}) as decimal(38, 0))
+        * cast(1e-{{ scale }} as decimal({{ scale + 1 }}, {{ scale }}))
+    as numeric(18, {{ scale }}))
+{%- endmacro %}

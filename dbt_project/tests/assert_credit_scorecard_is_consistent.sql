@@ -16,7 +16,7 @@ totals as (
     from scorecard
 )
 
-select 'totals' as problem, cast(null as varchar) as indicator
+select 'totals' as problem, cast(null as {{ crm_type_string() }}) as indicator
 from totals
 where financial <> 30 or non_financial <> 70 or indicators <> 20
 union all

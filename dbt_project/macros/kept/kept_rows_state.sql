@@ -1,11 +1,13 @@
 {#- What a kept model (see kept_rows_config) continues from: {'mode': 'full'}, or
     {'mode': 'delta', 'since': the last build's as_of, 'since_end': the day after it,
     'loaded': the newest _loaded_at in raw.orders at that build}. 'full' at parse time, on
-    a first build, for --full-refresh, while only describing the project, for a run
-    earlier than the last build (a backfill), and when a stored row lacks a state column
+    a first build, for --full-refresh, while only describing the project, on an engine
+    whose tables take no row-level delete (crm_deletes_rows), for a run earlier than the
+    last build (a backfill), and when a stored row lacks a state column
     or (models with a code version) was computed by other code. One scan of the table. -#}
 {% macro kept_rows_state() -%}
-    {%- if not execute or this is none or not is_incremental() or flags.FULL_REFRESH or crm_describing_only() -%}
+    {%- if not execute or this is none or not is_incremental() or flags.FULL_REFRESH or crm_describing_only()
+          or not crm_deletes_rows() -%}
         {{ return({'mode': 'full'}) }}
     {%- endif -%}
     {%- set code_version = kept_rows_code_version() if kept_rows_options().code_version else none -%}
@@ -14,7 +16,7 @@
     {%- for column in needed if column not in columns -%}
         {{ return({'mode': 'full'}) }}
     {%- endfor -%}
-    {%- set result = run_query("select cast(max(_built_as_of) as varchar), cast(max(_raw_loaded_through) as varchar)"
+    {%- set result = run_query("select cast(max(_built_as_of) as " ~ crm_type_string() ~ "), cast(max(_raw_loaded_through) as " ~ crm_type_string() ~ ")"
                                ~ ("" if code_version is none else ", min(_code_version), max(_code_version)")
                                ~ " from " ~ this) -%}
     {%- set since, loaded = result.rows[0][0], result.rows[0][1] -%}
@@ -33,7 +35,9 @@
     built for an as_of no later than the run's. Read by int_orders_changes before any
     kept model is rebuilt. -#}
 {% macro kept_rows_since() -%}
-    {%- if not execute or 'nodes' not in graph or crm_describing_only() -%}{{ return({'mode': 'full'}) }}{%- endif -%}
+    {%- if not execute or 'nodes' not in graph or crm_describing_only() or not crm_deletes_rows() -%}
+        {{ return({'mode': 'full'}) }}
+    {%- endif -%}
     {%- set built, loaded_through = [], [] -%}
     {%- for node in graph.nodes.values()
             if node.resource_type == 'model' and 'kept_rows' in node.tags and not flags.FULL_REFRESH -%}
@@ -42,8 +46,8 @@
         {%- if relation is not none -%}
             {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
             {%- if '_built_as_of' in columns and '_raw_loaded_through' in columns -%}
-                {%- set row = run_query("select cast(max(_built_as_of) as varchar), "
-                                        ~ "cast(max(_raw_loaded_through) as varchar) from " ~ relation).rows[0] -%}
+                {%- set row = run_query("select cast(max(_built_as_of) as " ~ crm_type_string() ~ "), "
+                                        ~ "cast(max(_raw_loaded_through) as " ~ crm_type_string() ~ ") from " ~ relation).rows[0] -%}
                 {%- if row[0] is not none and row[1] is not none and row[0] <= crm_as_of() -%}
                     {%- do built.append(row[0]) -%}
                     {%- do loaded_through.append(row[1]) -%}

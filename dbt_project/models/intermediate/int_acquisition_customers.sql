@@ -33,7 +33,7 @@ complaint_totals as (
 final as (
     select
         order_totals.customer_id,
-        cast(coalesce(customers.acquisition_channel, '(unknown)') as varchar) as acquisition_channel,
+        cast(coalesce(customers.acquisition_channel, '(unknown)') as {{ crm_type_string() }}) as acquisition_channel,
         {{ crm_month_start('order_totals.first_order_date') }} as cohort_month,
         cast(extract(year from order_totals.first_order_date) * 12
             + extract(month from order_totals.first_order_date) as integer) as cohort_month_index,

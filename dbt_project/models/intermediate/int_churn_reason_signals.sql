@@ -126,9 +126,9 @@ final as (
         cast(coalesce(complaint_signals.compensation, 0) as numeric(18, 2)) as compensation,
         cast(coalesce(order_signals.late_payments, 0) as integer) as late_payments,
         cast(case when order_signals.base_revenue > 0 then order_signals.base_margin / order_signals.base_revenue end
-            as double precision) as base_margin_share,
+            as {{ crm_type_double() }}) as base_margin_share,
         cast(case when order_signals.window_revenue > 0 then order_signals.window_margin / order_signals.window_revenue end
-            as double precision) as window_margin_share,
+            as {{ crm_type_double() }}) as window_margin_share,
         cast(coalesce(order_signals.base_categories, 0) as integer) as base_product_categories,
         cast(coalesce(order_signals.window_categories, 0) as integer) as window_product_categories,
         cast(coalesce(revenue_lost.revenue_lost, 0) as numeric(18, 2)) as revenue_lost

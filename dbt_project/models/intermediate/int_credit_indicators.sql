@@ -188,6 +188,8 @@ reconstructed as (
     group by customer_id
 ),
 
+{#- Each ratio divides in double precision on every engine: Spark's decimal division
+    keeps six decimals, and the scorecard bins the exact value (docs/rules.md). -#}
 final as (
     select
         customers.customer_id,
@@ -197,23 +199,23 @@ final as (
         statements.period_end as statement_period_end,
 
         -- character / relationship quality
-        cast({{ crm_days_between('customers.created_date', credit_data_through()) }} / 365.25 as {{ credit_indicator_type() }})
+        cast({{ crm_days_between('customers.created_date', credit_data_through()) }} as {{ credit_indicator_type() }}) / 365.25
             as ind_years_as_customer,
         cast(case
             when coalesce(window_orders.purchase_orders, 0) > 0
-                then 100.0 * coalesce(complaint_counts.complaints, 0) / window_orders.purchase_orders
+                then 100 * cast(coalesce(complaint_counts.complaints, 0) as {{ credit_indicator_type() }}) / window_orders.purchase_orders
         end as {{ credit_indicator_type() }}) as ind_complaint_rate,
         cast(coalesce(complaint_counts.disputes, 0) as {{ credit_indicator_type() }}) as ind_dispute_count,
         cast(case
             when coalesce(contact_quality.contacts, 0) > 0
-                then 1.0 * contact_quality.complete_contacts / contact_quality.contacts
+                then cast(contact_quality.complete_contacts as {{ credit_indicator_type() }}) / contact_quality.contacts
         end as {{ credit_indicator_type() }}) as ind_contact_completeness,
         cast(coalesce(contact_quality.roles_covered, 0) as {{ credit_indicator_type() }}) as ind_key_role_coverage,
 
         -- credit fulfilment (payment record)
         cast(case
             when payment.window_invoiced_amount > 0
-                then payment.window_paid_on_time_amount / payment.window_invoiced_amount
+                then cast(payment.window_paid_on_time_amount as {{ credit_indicator_type() }}) / payment.window_invoiced_amount
         end as {{ credit_indicator_type() }}) as ind_on_time_payment_rate,
         cast(case when payment.window_invoices > 0 then payment.avg_days_past_due end as {{ credit_indicator_type() }})
             as ind_avg_days_past_due,
@@ -225,33 +227,33 @@ final as (
 
         -- solvency
         cast(case
-            when statements.total_assets > 0 then statements.total_liabilities / statements.total_assets
+            when statements.total_assets > 0 then cast(statements.total_liabilities as {{ credit_indicator_type() }}) / statements.total_assets
         end as {{ credit_indicator_type() }}) as ind_debt_ratio,
         cast(case
-            when statements.current_liabilities > 0 then statements.current_assets / statements.current_liabilities
+            when statements.current_liabilities > 0 then cast(statements.current_assets as {{ credit_indicator_type() }}) / statements.current_liabilities
         end as {{ credit_indicator_type() }}) as ind_current_ratio,
         cast(case
-            when customers.credit_limit > 0 then coalesce(receivables.open_receivables, 0) / customers.credit_limit
+            when customers.credit_limit > 0 then cast(coalesce(receivables.open_receivables, 0) as {{ credit_indicator_type() }}) / customers.credit_limit
         end as {{ credit_indicator_type() }}) as ind_credit_utilisation,
 
         -- operating capacity
         cast(coalesce(window_orders.purchase_days, 0) as {{ credit_indicator_type() }}) as ind_order_frequency,
         cast(case
             when quarter_revenue.quarter_before_revenue > 0
-                then quarter_revenue.last_quarter_revenue / quarter_revenue.quarter_before_revenue - 1
+                then cast(quarter_revenue.last_quarter_revenue as {{ credit_indicator_type() }}) / quarter_revenue.quarter_before_revenue - 1
         end as {{ credit_indicator_type() }}) as ind_revenue_growth_qoq,
         cast(case
             when regularity.intervals >= 2 and regularity.mean_interval > 0
-                then regularity.sd_interval / regularity.mean_interval
+                then cast(regularity.sd_interval as {{ credit_indicator_type() }}) / regularity.mean_interval
         end as {{ credit_indicator_type() }}) as ind_purchase_regularity,
         cast(coalesce(window_orders.product_categories, 0) as {{ credit_indicator_type() }}) as ind_product_breadth,
 
         -- profitability
         cast(case
-            when statements.revenue > 0 then statements.net_profit / statements.revenue
+            when statements.revenue > 0 then cast(statements.net_profit as {{ credit_indicator_type() }}) / statements.revenue
         end as {{ credit_indicator_type() }}) as ind_net_margin,
         cast(case
-            when statements.total_assets > 0 then statements.net_profit / statements.total_assets
+            when statements.total_assets > 0 then cast(statements.net_profit as {{ credit_indicator_type() }}) / statements.total_assets
         end as {{ credit_indicator_type() }}) as ind_return_on_assets,
         cast(coalesce(window_orders.gross_margin, 0) as {{ credit_indicator_type() }}) as ind_gross_margin_brought,
 

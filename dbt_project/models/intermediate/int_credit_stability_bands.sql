@@ -41,7 +41,7 @@ banded as (
     select
         two_quarters.customer_id,
         two_quarters.is_current,
-        cast('total_score' as varchar) as measure,
+        cast('total_score' as {{ crm_type_string() }}) as measure,
         cast(least(floor(two_quarters.total_score / {{ width }}) * {{ width }},
                    top_score.max_score - {{ width }}) as decimal(6, 2)) as band_from,
         cast(least(floor(two_quarters.total_score / {{ width }}) * {{ width }},
@@ -53,7 +53,7 @@ banded as (
     select
         customer_id,
         is_current,
-        cast('{{ name }}' as varchar) as measure,
+        cast('{{ name }}' as {{ crm_type_string() }}) as measure,
         pts_{{ name }} as band_from,
         pts_{{ name }} as band_to
     from two_quarters
@@ -66,7 +66,7 @@ final as (
         cast(previous_quarter.previous_grade_quarter as date) as previous_grade_quarter,
         cast(banded.customer_id as bigint) as customer_id,
         cast(banded.is_current as boolean) as is_current,
-        cast(banded.measure as varchar) as measure,
+        cast(banded.measure as {{ crm_type_string() }}) as measure,
         cast(banded.band_from as decimal(6, 2)) as band_from,
         cast(banded.band_to as decimal(6, 2)) as band_to
     from banded

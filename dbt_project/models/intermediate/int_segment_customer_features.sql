@@ -57,15 +57,15 @@ final as (
     select
         customers.customer_id,
         {{ as_of_date() }} as as_of,
-        cast(customers.account_manager as varchar) as account_manager,
+        cast(customers.account_manager as {{ crm_type_string() }}) as account_manager,
         cast(summary.order_days > 0 as boolean) as has_purchase,
-        cast(tiers.value_tier as varchar) as value_tier,
-        cast(tiers.abc_class as varchar) as abc_class,
+        cast(tiers.value_tier as {{ crm_type_string() }}) as value_tier,
+        cast(tiers.abc_class as {{ crm_type_string() }}) as abc_class,
         cast(tiers.trailing_12m_revenue as numeric(18, 2)) as trailing_12m_revenue,
-        cast(rfm.rfm_segment as varchar) as rfm_segment,
+        cast(rfm.rfm_segment as {{ crm_type_string() }}) as rfm_segment,
         rfm.r_score,
         rfm.f_score,
-        cast(credit_grades.credit_grade as varchar) as credit_grade,
+        cast(credit_grades.credit_grade as {{ crm_type_string() }}) as credit_grade,
         cast(coalesce(churn.is_dormant, false) as boolean) as is_dormant,
         cast(summary.product_categories as integer) as product_categories,
         cast(summary.total_net_revenue as numeric(18, 2)) as historical_value,
@@ -79,7 +79,7 @@ final as (
         cast(case
             when lifetime_value.prob_purchase_90d is not null then 'clv_model'
             when rfm_likelihood.score is not null then 'rfm_score'
-        end as varchar) as purchase_likelihood_method
+        end as {{ crm_type_string() }}) as purchase_likelihood_method
     from customers
     inner join summary on customers.customer_id = summary.customer_id
     inner join rfm on customers.customer_id = rfm.customer_id

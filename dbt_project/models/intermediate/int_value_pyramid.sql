@@ -34,7 +34,7 @@ final as (
     select
         window_totals.customer_id,
         cast(buyers.revenue_rank as integer) as revenue_rank,
-        cast(coalesce(tier_cutpoints.value_tier, 'No revenue') as varchar) as value_tier
+        cast(coalesce(tier_cutpoints.value_tier, 'No revenue') as {{ crm_type_string() }}) as value_tier
     from window_totals
     left join buyers on window_totals.customer_id = buyers.customer_id
     left join buyer_tiers on window_totals.customer_id = buyer_tiers.customer_id

@@ -35,7 +35,7 @@ retention as (
 
 final as (
     select
-        cast(channel_values.acquisition_channel as varchar) as acquisition_channel,
+        cast(channel_values.acquisition_channel as {{ crm_type_string() }}) as acquisition_channel,
         {{ acquisition_value_columns('channel_values', 'retention') }}
     from channel_values
     left join retention on channel_values.acquisition_channel = retention.acquisition_channel

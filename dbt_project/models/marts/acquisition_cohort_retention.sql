@@ -63,7 +63,7 @@ activity as (
 final as (
     select
         cast(cohorts.cohort_month as date) as cohort_month,
-        cast(cohorts.acquisition_channel as varchar) as acquisition_channel,
+        cast(cohorts.acquisition_channel as {{ crm_type_string() }}) as acquisition_channel,
         cast(month_offsets.months_since as integer) as months_since_acquisition,
         cast({{ as_of_date() }} as date) as as_of,
         cast(cohorts.cohort_customers as integer) as cohort_customers,

@@ -38,7 +38,7 @@ retention as (
 final as (
     select
         cast(cohort_values.cohort_month as date) as cohort_month,
-        cast(cohort_values.acquisition_channel as varchar) as acquisition_channel,
+        cast(cohort_values.acquisition_channel as {{ crm_type_string() }}) as acquisition_channel,
         {{ acquisition_value_columns('cohort_values', 'retention') }}
     from cohort_values
     left join retention

@@ -33,7 +33,7 @@ grouped as (
 final as (
     select
         cast(grouped.churn_month as date) as churn_month,
-        cast(grouped.reason as varchar) as reason,
+        cast(grouped.reason as {{ crm_type_string() }}) as reason,
         cast({{ as_of_date() }} as date) as as_of,
         cast(grouped.customers as integer) as customers,
         cast(months.churned_customers as integer) as churned_customers,

@@ -30,9 +30,9 @@ final as (
     select
         cast(flagged.customer_id as bigint) as customer_id,
         cast({{ as_of_date() }} as date) as as_of,
-        cast({{ crm_account_manager('customers.account_manager') }} as varchar) as account_manager,
-        cast(tiers.value_tier as varchar) as value_tier,
-        cast(flagged.churn_status as varchar) as churn_status,
+        cast({{ crm_account_manager('customers.account_manager') }} as {{ crm_type_string() }}) as account_manager,
+        cast(tiers.value_tier as {{ crm_type_string() }}) as value_tier,
+        cast(flagged.churn_status as {{ crm_type_string() }}) as churn_status,
         cast(flagged.last_order_date as date) as last_order_date,
         cast(flagged.churned_on as date) as churned_on,
         cast({{ crm_month_start('flagged.churned_on') }} as date) as churn_month,
@@ -62,12 +62,12 @@ final as (
             case when flagged.reason_{{ name }} then '{{ name }}' end,
             {%- endfor %}
             'none_visible'
-        ) as varchar) as primary_reason,
+        ) as {{ crm_type_string() }}) as primary_reason,
         cast(coalesce(nullif(concat_ws(', '
             {%- for name, condition in rules %},
             case when flagged.reason_{{ name }} then '{{ name }}' end
             {%- endfor %}
-        ), ''), 'none_visible') as varchar) as reasons,
+        ), ''), 'none_visible') as {{ crm_type_string() }}) as reasons,
         cast(flagged.revenue_lost as numeric(18, 2)) as revenue_lost
     from flagged
     left join customers on flagged.customer_id = customers.customer_id

@@ -14,11 +14,11 @@ with diagnostics as (
 final as (
     select
         cast(as_of as date) as as_of,
-        cast(frequency_group as varchar) as frequency_group,
+        cast(frequency_group as {{ crm_type_string() }}) as frequency_group,
         cast(group_order as integer) as group_order,
         cast(calibration_end as date) as calibration_end,
         cast(holdout_weeks as integer) as holdout_weeks,
-        cast(fit_status as varchar) as fit_status,
+        cast(fit_status as {{ crm_type_string() }}) as fit_status,
         cast(customers as integer) as customers,
         cast(actual_purchases_mean as numeric(18, 6)) as actual_purchases_mean,
         cast(predicted_purchases_mean as numeric(18, 6)) as predicted_purchases_mean,

@@ -14,11 +14,11 @@ with fit as (
 final as (
     select
         cast(as_of as date) as as_of,
-        cast(status as varchar) as status,
+        cast(status as {{ crm_type_string() }}) as status,
         cast(status = 'ok' as boolean) as is_usable,
         cast(coalesce(converged, false) as boolean) as is_converged,
-        cast(message as varchar) as message,
-        cast(time_unit as varchar) as time_unit,
+        cast(message as {{ crm_type_string() }}) as message,
+        cast(time_unit as {{ crm_type_string() }}) as time_unit,
         cast(n_customers as integer) as n_customers,
         cast(n_repeat_buyers as integer) as n_repeat_buyers,
         cast(r as numeric(24, 10)) as r,

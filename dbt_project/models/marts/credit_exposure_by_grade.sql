@@ -38,7 +38,7 @@ final as (
     select
         {{ credit_grade_quarter() }} as grade_quarter,
         {{ as_of_date() }} as as_of,
-        cast(grades.credit_grade as varchar) as credit_grade,
+        cast(grades.credit_grade as {{ crm_type_string() }}) as credit_grade,
         cast(grades.grade_order as integer) as grade_order,
         cast(coalesce(per_grade.customers, 0) as integer) as customers,
         cast(coalesce(per_grade.credit_limit, 0) as numeric(18, 2)) as credit_limit,

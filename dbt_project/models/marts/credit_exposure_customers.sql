@@ -38,12 +38,13 @@ final as (
         {{ credit_grade_quarter() }} as grade_quarter,
         {{ as_of_date() }} as as_of,
         cast(customers.customer_id as bigint) as customer_id,
-        cast(coalesce(grades.credit_grade, '{{ ungraded }}') as varchar) as credit_grade,
+        cast(coalesce(grades.credit_grade, '{{ ungraded }}') as {{ crm_type_string() }}) as credit_grade,
         cast(customers.credit_limit as numeric(18, 2)) as credit_limit,
         cast(coalesce(receivables.open_receivables, 0) as numeric(18, 2)) as open_receivables,
         cast(coalesce(receivables.overdue_receivables, 0) as numeric(18, 2)) as overdue_receivables,
         cast(case
-            when customers.credit_limit > 0 then coalesce(receivables.open_receivables, 0) / customers.credit_limit
+            when customers.credit_limit > 0
+                then {{ value_money_share('coalesce(receivables.open_receivables, 0)', 'customers.credit_limit') }}
         end as numeric(18, 6)) as utilisation
     from customers
     left join grades on customers.customer_id = grades.customer_id

@@ -9,7 +9,7 @@ with cutoffs as (
 
 final as (
     select
-        cast(credit_grade as varchar) as credit_grade,
+        cast(credit_grade as {{ crm_type_string() }}) as credit_grade,
         cast(grade_order as integer) as grade_order,
         cast(min_score as decimal(6, 2)) as min_score,
         cast(lead(min_score) over (order by min_score) as decimal(6, 2)) as next_grade_min_score

@@ -83,11 +83,11 @@ final as (
     select
         {{ credit_grade_quarter() }} as grade_quarter,
         cast(previous_quarter.previous_grade_quarter as date) as previous_grade_quarter,
-        cast(matrix.from_grade as varchar) as from_grade,
-        cast(matrix.to_grade as varchar) as to_grade,
+        cast(matrix.from_grade as {{ crm_type_string() }}) as from_grade,
+        cast(matrix.to_grade as {{ crm_type_string() }}) as to_grade,
         cast(matrix.from_grade_order as integer) as from_grade_order,
         cast(matrix.to_grade_order as integer) as to_grade_order,
-        cast(matrix.movement as varchar) as movement,
+        cast(matrix.movement as {{ crm_type_string() }}) as movement,
         cast(matrix.customers as integer) as customers,
         cast(
             case when matrix.from_grade_order is not null

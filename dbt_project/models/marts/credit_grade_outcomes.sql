@@ -43,7 +43,7 @@ rates as (
         cutoffs.grade_order,
         coalesce(graded.customers, 0) as customers,
         coalesce(bad.bad_customers, 0) as bad_customers,
-        case when graded.customers > 0 then cast(coalesce(bad.bad_customers, 0) as double precision) / graded.customers
+        case when graded.customers > 0 then cast(coalesce(bad.bad_customers, 0) as {{ crm_type_double() }}) / graded.customers
         end as bad_rate
     from quarters_over
     cross join cutoffs
@@ -75,7 +75,7 @@ quarter_order as (
 final as (
     select
         ranked.grade_quarter,
-        cast(ranked.credit_grade as varchar) as credit_grade,
+        cast(ranked.credit_grade as {{ crm_type_string() }}) as credit_grade,
         cast(ranked.grade_order as integer) as grade_order,
         cast(ranked.customers as integer) as customers,
         cast(ranked.bad_customers as integer) as bad_customers,

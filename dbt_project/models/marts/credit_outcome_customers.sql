@@ -80,7 +80,7 @@ final as (
     select
         history.grade_quarter,
         cast(history.customer_id as bigint) as customer_id,
-        cast(history.credit_grade as varchar) as credit_grade,
+        cast(history.credit_grade as {{ crm_type_string() }}) as credit_grade,
         cast(quarter_events.late_invoices as integer) as late_invoices,
         cast(quarter_events.written_off_orders as integer) as written_off_orders,
         cast(quarter_events.first_event_date as date) as first_bad_event_date

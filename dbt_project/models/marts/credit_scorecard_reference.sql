@@ -14,9 +14,9 @@ bins as (
 
 final as (
     select
-        cast(scorecard.indicator as varchar) as indicator,
+        cast(scorecard.indicator as {{ crm_type_string() }}) as indicator,
         cast(scorecard.indicator_order as integer) as indicator_order,
-        cast(scorecard.category as varchar) as category,
+        cast(scorecard.category as {{ crm_type_string() }}) as category,
         cast(scorecard.is_financial as boolean) as is_financial,
         cast(bins.bin_order as integer) as bin_order,
         cast(case when bins.lower_bound <= -999999999 then null else bins.lower_bound end
@@ -26,8 +26,8 @@ final as (
         cast(bins.points as decimal(6, 2)) as points,
         cast(scorecard.max_points as decimal(6, 2)) as max_points,
         cast(scorecard.fallback_points as decimal(6, 2)) as fallback_points,
-        cast(scorecard.direction as varchar) as direction,
-        cast(scorecard.missing_when as varchar) as missing_when
+        cast(scorecard.direction as {{ crm_type_string() }}) as direction,
+        cast(scorecard.missing_when as {{ crm_type_string() }}) as missing_when
     from scorecard
     inner join bins on bins.indicator = scorecard.indicator
 )

@@ -31,9 +31,9 @@ counts as (
 shares as (
     select
         counts.*,
-        cast(current_customers as double precision)
+        cast(current_customers as {{ crm_type_double() }})
             / nullif(sum(current_customers) over (partition by measure), 0) as current_share,
-        cast(previous_customers as double precision)
+        cast(previous_customers as {{ crm_type_double() }})
             / nullif(sum(previous_customers) over (partition by measure), 0) as previous_share
     from counts
 ),
@@ -58,7 +58,7 @@ final as (
     select
         cast(indexed.grade_quarter as date) as grade_quarter,
         cast(indexed.previous_grade_quarter as date) as previous_grade_quarter,
-        cast(indexed.measure as varchar) as measure,
+        cast(indexed.measure as {{ crm_type_string() }}) as measure,
         cast(indexed.band_from as decimal(6, 2)) as band_from,
         cast(indexed.band_to as decimal(6, 2)) as band_to,
         cast(indexed.current_customers as integer) as current_customers,
@@ -71,7 +71,7 @@ final as (
             when indexed.psi > {{ var('credit_psi_shift') }} then 'shift'
             when indexed.psi >= {{ var('credit_psi_watch') }} then 'watch'
             else 'stable'
-        end as varchar) as status
+        end as {{ crm_type_string() }}) as status
     from indexed
 )
 

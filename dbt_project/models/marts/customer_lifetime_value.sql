@@ -42,9 +42,10 @@ modelled as (
     select
         predictions.*,
         fit.time_unit,
-        cast(fit.r as double precision) as fit_r,
-        cast(fit.alpha as double precision) as fit_alpha,
-        cast(case when fit.time_unit = 'days' then 90.0 else 90.0 / 7.0 end as double precision) as horizon
+        cast(fit.r as {{ crm_type_double() }}) as fit_r,
+        cast(fit.alpha as {{ crm_type_double() }}) as fit_alpha,
+        -- in double precision on every engine: a decimal 90.0 / 7.0 keeps six decimals on Spark
+        cast(90 as {{ crm_type_double() }}) / case when fit.time_unit = 'days' then 1 else 7 end as horizon
     from predictions
     inner join fit on predictions.as_of = fit.as_of
 ),
@@ -62,7 +63,7 @@ final as (
         cast(summary.tenure_days as integer) as tenure_days,
         cast(summary.age_days as integer) as customer_age_days,
         -- model inputs in the fit's time unit
-        cast(modelled.time_unit as varchar) as time_unit,
+        cast(modelled.time_unit as {{ crm_type_string() }}) as time_unit,
         cast(modelled.frequency as integer) as frequency,
         cast(modelled.recency as numeric(18, 6)) as recency,
         cast(modelled.t as numeric(18, 6)) as t,

@@ -47,12 +47,12 @@ final as (
         scored.m_score,
         cast(
             case when scored.customer_id is not null
-                then cast(scored.r_score as varchar) || cast(scored.f_score as varchar) || cast(scored.m_score as varchar)
-            end as varchar
+                then cast(scored.r_score as {{ crm_type_string() }}) || cast(scored.f_score as {{ crm_type_string() }}) || cast(scored.m_score as {{ crm_type_string() }})
+            end as {{ crm_type_string() }}
         ) as rfm_code,
         cast(
             case when scored.customer_id is null then 'Prospects' else segment_map.rfm_segment end
-            as varchar
+            as {{ crm_type_string() }}
         ) as rfm_segment
     from summary
     left join scored on summary.customer_id = scored.customer_id

@@ -27,13 +27,13 @@ buyers as (
 ),
 
 factor_values as (
-    select customer_id, 'revenue' as factor, cast(trailing_12m_revenue as double precision) as factor_value from buyers
+    select customer_id, 'revenue' as factor, cast(trailing_12m_revenue as {{ crm_type_double() }}) as factor_value from buyers
     union all
-    select customer_id, 'profit' as factor, cast(profit as double precision) as factor_value from buyers
+    select customer_id, 'profit' as factor, cast(profit as {{ crm_type_double() }}) as factor_value from buyers
     union all
-    select customer_id, 'tenure' as factor, cast(tenure_days as double precision) as factor_value from buyers
+    select customer_id, 'tenure' as factor, cast(tenure_days as {{ crm_type_double() }}) as factor_value from buyers
     union all
-    select customer_id, 'cost_to_serve' as factor, cast(cost_to_serve as double precision) as factor_value from buyers
+    select customer_id, 'cost_to_serve' as factor, cast(cost_to_serve as {{ crm_type_double() }}) as factor_value from buyers
 ),
 
 factor_scores as (
@@ -92,15 +92,15 @@ final as (
     select
         tiers.customer_id,
         tiers.as_of,
-        cast(tiers.value_tier as varchar) as value_tier,
-        cast(tiers.abc_class as varchar) as revenue_abc_class,
+        cast(tiers.value_tier as {{ crm_type_string() }}) as value_tier,
+        cast(tiers.abc_class as {{ crm_type_string() }}) as revenue_abc_class,
         cast(scores.revenue_index as numeric(18, 6)) as revenue_index,
         cast(scores.profit_index as numeric(18, 6)) as profit_index,
         cast(scores.tenure_index as numeric(18, 6)) as tenure_index,
         cast(scores.cost_to_serve_index as numeric(18, 6)) as cost_to_serve_index,
         cast(scores.value_score as numeric(18, 6)) as value_score,
         cast(ranked.value_score_rank as integer) as value_score_rank,
-        cast(abc_classes.abc_class as varchar) as value_abc_class
+        cast(abc_classes.abc_class as {{ crm_type_string() }}) as value_abc_class
     from tiers
     left join scores on tiers.customer_id = scores.customer_id
     left join ranked on tiers.customer_id = ranked.customer_id

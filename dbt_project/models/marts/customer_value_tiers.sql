@@ -60,9 +60,9 @@ final as (
     select
         costed.customer_id,
         {{ as_of_date() }} as as_of,
-        cast(pyramid.value_tier as varchar) as value_tier,
+        cast(pyramid.value_tier as {{ crm_type_string() }}) as value_tier,
         cast(pyramid.revenue_rank as integer) as revenue_rank,
-        cast(abc_classes.abc_class as varchar) as abc_class,
+        cast(abc_classes.abc_class as {{ crm_type_string() }}) as abc_class,
         cast(
             (buyers.revenue_before + buyers.window_net_revenue) / buyers.total_revenue
             as numeric(18, 6)

@@ -62,8 +62,8 @@ final as (
     select
         cast(due.customer_id as bigint) as customer_id,
         cast({{ as_of_date() }} as date) as as_of,
-        cast({{ crm_account_manager('customers.account_manager') }} as varchar) as account_manager,
-        cast(tiers.value_tier as varchar) as value_tier,
+        cast({{ crm_account_manager('customers.account_manager') }} as {{ crm_type_string() }}) as account_manager,
+        cast(tiers.value_tier as {{ crm_type_string() }}) as value_tier,
         cast(due.expected_next_purchase_date as date) as expected_next_purchase_date,
         cast(due.days_until_due as integer) as days_until_due,
         cast(typical_orders.typical_order_value as numeric(18, 2)) as typical_order_value,

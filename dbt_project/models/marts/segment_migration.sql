@@ -26,7 +26,7 @@ previous_history as (
     select
         cast(customer_id as bigint) as customer_id,
         cast(as_of as date) as as_of,
-        cast(segment as varchar) as segment
+        cast(segment as {{ crm_type_string() }}) as segment
     from {{ published }}
     where cast(as_of as date) < {{ as_of_date() }}
 ),
@@ -35,7 +35,7 @@ previous_history as (
     select
         cast(null as bigint) as customer_id,
         cast(null as date) as as_of,
-        cast(null as varchar) as segment
+        cast(null as {{ crm_type_string() }}) as segment
     where 1 = 0
 ),
 {%- endif %}
@@ -90,8 +90,8 @@ final as (
     select
         {{ as_of_date() }} as as_of,
         cast(previous_run.previous_as_of as date) as previous_as_of,
-        cast(matrix.from_segment as varchar) as from_segment,
-        cast(matrix.to_segment as varchar) as to_segment,
+        cast(matrix.from_segment as {{ crm_type_string() }}) as from_segment,
+        cast(matrix.to_segment as {{ crm_type_string() }}) as to_segment,
         cast(matrix.customers as integer) as customers,
         cast(matrix.is_on_both_dates and matrix.from_segment <> matrix.to_segment as boolean) as is_moved,
         cast(

@@ -54,9 +54,9 @@ grouped as (
 final as (
     select
         {{ as_of_date() }} as as_of,
-        cast(level as varchar) as level,
-        cast(segment as varchar) as segment,
-        cast(account_manager as varchar) as account_manager,
+        cast(level as {{ crm_type_string() }}) as level,
+        cast(segment as {{ crm_type_string() }}) as segment,
+        cast(account_manager as {{ crm_type_string() }}) as account_manager,
         cast(customers as integer) as customers,
         cast(revenue as numeric(18, 2)) as revenue,
         cast(gross_margin as numeric(18, 2)) as gross_margin,

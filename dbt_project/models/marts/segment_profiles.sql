@@ -37,7 +37,7 @@ per_segment as (
 final as (
     select
         {{ as_of_date() }} as as_of,
-        cast(segment_names.segment as varchar) as segment,
+        cast(segment_names.segment as {{ crm_type_string() }}) as segment,
         cast(coalesce(per_segment.customers, 0) as integer) as customers,
         cast(
             case when totals.customers > 0
