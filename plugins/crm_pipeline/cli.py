@@ -30,6 +30,7 @@ from crm_pipeline.cli_reconcile import reconcile
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
                                      _home, _parse_date, _storage_error, _warehouse_url, _yesterday, console)
 from crm_pipeline.cli_progress import StageProgress
+from crm_pipeline.cli_spark import spark_app
 from crm_pipeline.cli_status import status
 from crm_pipeline.gates.credit_facts import describe as credit_describe
 from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, redact
@@ -345,6 +346,7 @@ app.command("report")(report)
 clv_app.command("validate")(clv_validate)
 app.add_typer(clv_app, name="clv")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(spark_app, name="spark")
 
 
 def main() -> None:

@@ -12,8 +12,6 @@ A failing model or test ends the task with one line per failed node.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +20,7 @@ from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
 from crm_pipeline import dbt_seeds, docs_site, progress, runs, settings
+from crm_pipeline.dbt_invoke import dbt_environment, summarise_results
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.file_digest import files_md5
 from crm_pipeline.publish import PUBLISHED_TABLES
@@ -54,30 +53,6 @@ def node_progress(stage: str) -> Callable[[Any], None]:
 
 class DbtStageError(RuntimeError):
     """dbt reported failed models or tests; the message lists them."""
-
-
-def summarise_results(result: Any) -> tuple[dict[str, int], list[str]]:
-    """Counts per status and one line per failed node, from a dbtRunnerResult."""
-    counts: dict[str, int] = {}
-    failures: list[str] = []
-    run = getattr(result, "result", None)
-    for node_result in getattr(run, "results", None) or []:
-        status = str(getattr(node_result, "status", "unknown")).lower().split(".")[-1]
-        counts[status] = counts.get(status, 0) + 1
-        if status in ("error", "fail", "runtime error"):
-            node = node_result.node
-            where = f"{node.resource_type} {getattr(node, 'schema', '')}.{node.name}".replace(" .", " ")
-            failures.append(f"{where}: {_first_cause(node_result.message) or status}")
-    return counts, failures
-
-
-def _first_cause(message: str | None) -> str:
-    """The line of a dbt node's message that says what went wrong: dbt opens a model's
-    error with "Runtime Error in model X (path)", and the database's words follow."""
-    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
-    if len(lines) > 1 and re.match(r"^\w+ Error in \w+ ", lines[0]):
-        return lines[1]
-    return lines[0] if lines else ""
 
 
 def macros_version(project_dir: Path = DBT_PROJECT_DIR) -> str:
@@ -242,20 +217,12 @@ def generate_docs(target_dir, as_of: str, *, force: bool = False) -> tuple[str, 
     fingerprint = project_fingerprint(DBT_PROJECT_DIR, env["CRM_DBT_TARGET"])
     if not force and docs_are_current(Path(target_dir), fingerprint):
         return str(Path(target_dir) / "index.html"), False
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with dbt_environment(env):
         result = dbtRunner().invoke([
             "docs", "generate", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target", env["CRM_DBT_TARGET"], "--target-path", str(target_dir),
             "--log-path", str(Path(target_dir) / "logs"), "--vars", f"{{as_of: '{as_of}'}}", "--quiet",
         ])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if not result.success:
         raise DbtStageError(f"dbt docs generate failed: {result.exception or 'see the dbt log'}")
     # the published marts under their published names, and the data inside the page so

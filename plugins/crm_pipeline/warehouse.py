@@ -152,6 +152,12 @@ class Warehouse:
             cols = [d[0] for d in cur.description]
             return pd.DataFrame(cur.fetchall(), columns=cols)
 
+    def query_arrow(self, sql: str) -> Any:
+        """DuckDB only: the result as a ``pyarrow.Table`` (types kept: decimals, dates)."""
+        if self.kind != "duckdb":
+            raise NotImplementedError("query_arrow reads a DuckDB warehouse")
+        return self._con.execute(sql).fetch_arrow_table()
+
     def query_numeric_df(self, sql: str) -> pd.DataFrame:
         """``query_df`` for a query whose columns are all numbers (NULL becomes NaN).
 
