@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import os
 import sys
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Optional
@@ -27,8 +28,9 @@ from crm_pipeline.cli_migrate import migrate
 from crm_pipeline.cli_report import report
 from crm_pipeline.cli_quarantine import quarantine_app
 from crm_pipeline.cli_reconcile import reconcile
-from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url, _ended_day, _guard,
-                                     _home, _parse_date, _storage_error, _warehouse_url, _yesterday, console)
+from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, SPARK_ONLY_FOR, UserError, _demo_url,
+                                     _ended_day, _guard, _home, _parse_date, _storage_error, _warehouse_url,
+                                     _yesterday, console)
 from crm_pipeline.cli_progress import StageProgress
 from crm_pipeline.cli_spark import spark_app
 from crm_pipeline.cli_status import status
@@ -224,6 +226,9 @@ def run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional
 
 def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optional[str],
               customers: int, seed: int, quiet: bool) -> dict:
+    warehouse_url = _warehouse_url(home, warehouse)
+    if warehouse_url.startswith("spark:"):
+        raise UserError(SPARK_ONLY_FOR, "run the night on DuckDB, then `crm spark build` (README, Warehouses)")
     home.mkdir(parents=True, exist_ok=True)
     source_url = source or settings.airflow_connection(SOURCE_CONN_ID)
     if not source_url:
@@ -240,7 +245,6 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
                     demo.advance_source(source_url, as_of, customers=customers, seed=seed)
                 except ValueError as exc:
                     raise UserError(str(exc), "use a new --home to start over, or the same --customers/--seed") from None
-    warehouse_url = _warehouse_url(home, warehouse)
     airflow_local.configure(home, source_url, warehouse_url)
 
     log_path = home / "logs" / f"run-{as_of.isoformat()}.log"
@@ -355,6 +359,9 @@ def main() -> None:
     # replaced before anything runs; the options are parsed from the arguments as given.
     arguments = sys.argv[1:]
     sys.argv = [redact(arg) for arg in sys.argv]
+    # with the extra 'spark', pyspark says on import that it does not test pandas 3; the
+    # pipeline hands it Arrow tables only (crm_pipeline.spark_session)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     code: int = 0
     try:
         app(args=arguments)

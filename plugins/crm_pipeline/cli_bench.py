@@ -22,8 +22,10 @@ def bench(
         help="PostgreSQL URL; the benchmark fills the databases <db>_h1 and <db>_h2 on that server."),
     warehouse: Optional[list[str]] = typer.Option(
         None, "--warehouse",
-        help="duckdb, postgres (a database <db>_warehouse_hN on the source's server) or a postgresql:// URL "
-             "(the benchmark uses <db>_h1/<db>_h2 next to it); repeat for several (default: duckdb and postgres)."),
+        help="duckdb, postgres (a database <db>_warehouse_hN on the source's server), a postgresql:// URL "
+             "(the benchmark uses <db>_h1/<db>_h2 next to it) or spark (each DuckDB night built, gated and "
+             "published again by `crm spark build`; the extra 'spark'); repeat for several (default: duckdb and "
+             "postgres)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
     home: Optional[Path] = typer.Option(None, "--home", help="Folder for the runs' state (default ./.crm/bench)."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Day of the full load (default 2025-06-15, a night "

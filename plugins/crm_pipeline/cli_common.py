@@ -67,6 +67,10 @@ def _demo_url(home: Path) -> str:
     return f"sqlite:///{home / 'source.sqlite'}"
 
 
+#: what a Spark warehouse serves so far; every other command refuses it with this line
+SPARK_ONLY_FOR = "a Spark warehouse is built by `crm spark build` and read by `crm status`; this command needs DuckDB or PostgreSQL"
+
+
 def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:
     return warehouse or settings.airflow_connection(WAREHOUSE_CONN_ID) or f"duckdb:///{home / 'warehouse.duckdb'}"
 
@@ -75,6 +79,8 @@ def warehouse_config(home: Path, warehouse: Optional[str]) -> tuple[WarehouseCon
     """The warehouse a command works on, and whether it exists yet (an embedded DuckDB file
     is created by the first run; a server warehouse is taken to exist)."""
     cfg = WarehouseConfig.from_url(_warehouse_url(home, warehouse))
+    if cfg.kind == "spark":
+        raise UserError(SPARK_ONLY_FOR, "run the night on DuckDB, then `crm spark build` (README, Warehouses)")
     return cfg, not (cfg.kind == "duckdb" and not cfg.duckdb_path.exists())
 
 

@@ -32,6 +32,10 @@ def _report(cfg: WarehouseConfig, limit: int) -> tuple[dict, bool]:
     try:
         with Warehouse(cfg, read_only=cfg.kind == "duckdb") as wh:
             return run_status.status_report(wh, limit=limit), False
+    except RuntimeError as exc:  # a Spark warehouse without the extra 'spark'
+        if cfg.kind == "spark":
+            raise UserError(str(exc), "the default install has no Spark") from None
+        raise
     except Exception as exc:  # noqa: BLE001 - only a held lock is answered here
         if not _is_locked(exc):
             raise
@@ -86,6 +90,8 @@ def status(
     cfg = WarehouseConfig.from_url(_warehouse_url(home_dir, warehouse))
     if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
         raise UserError(f"no warehouse at {cfg.duckdb_path}", "run `crm run` first, or pass --home / --warehouse")
+    if cfg.kind == "spark" and not (cfg.spark_dir / "metastore").exists():
+        raise UserError(f"no Spark warehouse at {cfg.spark_dir}", "run `crm spark build` first, or pass --warehouse")
     report, from_snapshot = _report(cfg, limit)
     if as_json:
         typer.echo(json.dumps({**report, "from_snapshot": from_snapshot}, indent=2, default=str))

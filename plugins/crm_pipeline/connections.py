@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from crm_pipeline import settings
 from crm_pipeline.settings import ConfigError
+from crm_pipeline.spark_session import SPARK_DIR_VARIABLE
 
 SOURCE_CONN_ID = "crm_source"
 WAREHOUSE_CONN_ID = "crm_warehouse"
@@ -124,33 +125,41 @@ def pg_session_options() -> str:
 
 @dataclass(frozen=True)
 class WarehouseConfig:
-    """Where the warehouse is: a DuckDB file path or a PostgreSQL URL."""
+    """Where the warehouse is: a DuckDB file path, a PostgreSQL URL, or the folder of a
+    local Spark session (``spark:///path``: its Parquet tables and metastore)."""
 
-    kind: str  # "duckdb" | "postgres"
+    kind: str  # "duckdb" | "postgres" | "spark"
     duckdb_path: Path | None = None
     url: str | None = None
+    spark_dir: Path | None = None
 
     @classmethod
     def from_url(cls, url: str) -> "WarehouseConfig":
         if url.startswith("duckdb:///"):
             return cls(kind="duckdb", duckdb_path=Path(url[len("duckdb:///"):]))
+        if url.startswith("spark:///"):
+            return cls(kind="spark", spark_dir=Path(url[len("spark:///") - 1:]))
         if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
             return cls(kind="postgres", url=url)
         if url.endswith(".duckdb"):
             return cls(kind="duckdb", duckdb_path=Path(url))
         raise ValueError(
-            f"unsupported warehouse URL {redact(url)!r}: use duckdb:///path/warehouse.duckdb "
-            "or postgresql://user@host:port/dbname"
+            f"unsupported warehouse URL {redact(url)!r}: use duckdb:///path/warehouse.duckdb, "
+            "postgresql://user@host:port/dbname or spark:///path/spark-folder"
         )
 
     @property
     def display(self) -> str:
+        if self.kind == "spark":
+            return f"spark://{self.spark_dir}"
         return str(self.duckdb_path) if self.kind == "duckdb" else redact(self.url or "")
 
     def dbt_env(self) -> dict[str, str]:
         """Environment for the dbt profile (profiles.yml reads only these variables)."""
         if self.kind == "duckdb":
             return {"CRM_DBT_TARGET": "duckdb", "CRM_DUCKDB_PATH": str(self.duckdb_path)}
+        if self.kind == "spark":
+            return {"CRM_DBT_TARGET": "spark", SPARK_DIR_VARIABLE: str(self.spark_dir)}
         parts = urlparse(self.url.replace("postgresql+psycopg2://", "postgresql://"))
         return {
             "CRM_DBT_TARGET": "postgres",

@@ -76,6 +76,9 @@ def begin(run_id: str, as_of: date) -> dict[str, str]:
         # a manual trigger with a logical date ahead: the day's data is not complete yet
         raise ConfigError(f"as_of {waiting}; trigger a day that has ended")
     settings = RunSettings.resolve()
+    if settings.warehouse.kind == "spark":
+        raise ConfigError("the nightly DAG does not run on a Spark warehouse yet: run it on DuckDB or PostgreSQL, "
+                          "then `crm spark build` (README, Warehouses)")
     with Warehouse(settings.warehouse) as wh:
         runs.start_run(wh, run_id, as_of, settings.warehouse.display)
         wh.ensure_pii_salt()

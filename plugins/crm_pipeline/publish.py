@@ -139,6 +139,13 @@ def newest_published_as_of(wh: Warehouse, table: str) -> date | None:
     return value if value is None or isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
+def behind_published(wh: Warehouse, table: str, as_of: date) -> bool:
+    """Whether a newer date of the current table ``table`` is published than ``as_of``
+    (a backfill then leaves it alone)."""
+    newest = newest_published_as_of(wh, table)
+    return newest is not None and as_of < newest
+
+
 def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_id: str, lock_timeout_ms: int) -> PublishResult:
     started = time.perf_counter()
     published: dict[str, int] = {}
@@ -160,8 +167,7 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
             dst = f"published.{ident(t.name)}"
             exists = wh.table_exists("published", t.name)
             if t.mode == "current":
-                newest = newest_published_as_of(wh, t.name)
-                if newest is not None and as_of < newest:
+                if behind_published(wh, t.name, as_of):
                     skipped.append(t.name)
                     published[t.name] = 0
                     continue
@@ -194,10 +200,10 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
                 (t.name, as_of, run_id, t.mode, rows, now),
             )
             if i == 0:
-                _fault_point("after_first_table")
+                fault_point("after_first_table")
         if wh.kind == "postgres":
             grant_bi_reader(wh)
-        _fault_point("before_commit")
+        fault_point("before_commit")
     return PublishResult(as_of, published, skipped, 1, round(time.perf_counter() - started, 3),
                          reconciliation=reconciliation)
 
@@ -219,7 +225,7 @@ def _check_same_columns(wh: Warehouse, table: str) -> None:
         )
 
 
-def _fault_point(name: str) -> None:
+def fault_point(name: str) -> None:
     """Test hook for the atomicity tests, inside the publish transaction.
 
     ``CRM_FAULT_INJECT=publish:<name>`` raises a PublishError at the point ``<name>``
@@ -255,9 +261,17 @@ def _duckdb_publish_lock(wh: Warehouse, max_wait_seconds: float):
     if wh.kind != "duckdb" or wh.config.duckdb_path is None:
         yield
         return
+    with publish_lock(wh.config.duckdb_path.with_name(wh.config.duckdb_path.name + ".publish.lock"),
+                      max_wait_seconds):
+        yield
+
+
+@contextlib.contextmanager
+def publish_lock(path, max_wait_seconds: float):
+    """Hold the file ``path`` exclusively (``fcntl``) while publishing: a second publisher
+    waits up to ``max_wait_seconds``, then fails with a one-line message."""
     import fcntl
 
-    path = wh.config.duckdb_path.with_name(wh.config.duckdb_path.name + ".publish.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + max_wait_seconds

@@ -38,8 +38,15 @@ def _moment(value: Any) -> datetime | None:
 def collect(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
     """The run record and the published versions as plain JSON values (no judgement yet)."""
     out: dict[str, Any] = {"runs": [], "tables": [], "recorded_at": now().isoformat()}
-    if not wh.table_exists("ops", "pipeline_runs"):
-        return out
+    if wh.table_exists("ops", "pipeline_runs"):
+        out["runs"] = _runs(wh, limit)
+    if wh.table_exists("ops", "published_versions"):
+        out["tables"] = _tables(wh)
+    return out
+
+
+def _runs(wh: Warehouse, limit: int) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
     columns = {c.lower() for c in wh.columns("ops", "pipeline_runs")}
     liveness = "pid, host, coalesce(last_seen_at, started_at)" if "last_seen_at" in columns else "null, null, null"
     keys = ("run_id", "as_of", "started_at", "finished_at", "status", "gate_verdict", "message", "pid", "host",
@@ -49,28 +56,33 @@ def collect(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
         f"{liveness} from ops.pipeline_runs order by started_at desc limit ?",
         (int(limit),),
     ):
-        out["runs"].append({k: _text(v) for k, v in zip(keys, row)})
-    running = [r["run_id"] for r in out["runs"] if r["status"] == "running"]
+        runs.append({k: _text(v) for k, v in zip(keys, row)})
+    running = [r["run_id"] for r in runs if r["status"] == "running"]
     if running and wh.table_exists("ops", "run_stages"):
         marks = ", ".join("?" for _ in running)
         current = {run_id: stage for run_id, stage in wh.query(
             f"select run_id, stage from ops.run_stages where status = 'running' and run_id in ({marks}) "
             "order by started_at", tuple(running))}
-        for r in out["runs"]:
+        for r in runs:
             r["stage"] = current.get(r["run_id"])
-    if wh.table_exists("ops", "published_versions"):
-        for table, mode, as_of, published_at, rows in wh.query(
-            "select v.table_name, v.mode, v.as_of, v.published_at, v.rows_published "
-            "from ops.published_versions v join ("
-            "  select table_name, max(as_of) as as_of from ops.published_versions group by table_name"
-            ") newest on v.table_name = newest.table_name and v.as_of = newest.as_of "
-            "order by v.table_name, v.published_at desc"
-        ):
-            if out["tables"] and out["tables"][-1]["table"] == table:
-                continue
-            out["tables"].append({"table": table, "mode": mode, "as_of": str(as_of)[:10],
-                                  "published_at": _text(published_at), "rows": int(rows)})
-    return out
+    return runs
+
+
+def _tables(wh: Warehouse) -> list[dict[str, Any]]:
+    """Every published table's newest version: its ``as_of``, when and how many rows."""
+    tables: list[dict[str, Any]] = []
+    for table, mode, as_of, published_at, rows in wh.query(
+        "select v.table_name, v.mode, v.as_of, v.published_at, v.rows_published "
+        "from ops.published_versions v join ("
+        "  select table_name, max(as_of) as as_of from ops.published_versions group by table_name"
+        ") newest on v.table_name = newest.table_name and v.as_of = newest.as_of "
+        "order by v.table_name, v.published_at desc"
+    ):
+        if tables and tables[-1]["table"] == table:
+            continue
+        tables.append({"table": table, "mode": mode, "as_of": str(as_of)[:10],
+                       "published_at": _text(published_at), "rows": int(rows)})
+    return tables
 
 
 def present(collected: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:

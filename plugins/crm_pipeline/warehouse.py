@@ -1,4 +1,5 @@
-"""Warehouse access: one small interface over the embedded DuckDB file and PostgreSQL.
+"""Warehouse access: one small interface over the embedded DuckDB file, PostgreSQL and a
+local Spark session (``crm_pipeline.spark_session``).
 
 Owns the schemas the pipeline writes outside dbt (raw, quarantine, ops, published),
 the DDL of the raw tables derived from the source contract, and transactions. dbt owns
@@ -13,7 +14,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from crm_pipeline import settings
+from crm_pipeline import settings, spark_session
 from crm_pipeline.connections import WarehouseConfig
 from crm_pipeline.contract import ENTITIES, RAW_META_COLUMNS, Entity
 
@@ -50,6 +51,8 @@ class Warehouse:
 
             config.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             self._con = duckdb.connect(str(config.duckdb_path), read_only=read_only)
+        elif self.kind == "spark":
+            self._con = spark_session.SparkSql(spark_session.open_session(config.spark_dir))
         else:
             import psycopg2
 
@@ -89,8 +92,9 @@ class Warehouse:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Warehouse"]:
-        """All statements inside commit together or not at all."""
-        if self._in_tx:
+        """All statements inside commit together or not at all (not on Spark, which has no
+        multi-statement transactions: docs/design.md, "Publishing on Spark")."""
+        if self._in_tx or self.kind == "spark":
             yield self
             return
         if self.kind == "duckdb":
@@ -131,21 +135,21 @@ class Warehouse:
 
     # -- statements ----------------------------------------------------------------
     def execute(self, sql: str, params: tuple | list | None = None) -> None:
-        if self.kind == "duckdb":
+        if self.kind != "postgres":
             self._con.execute(sql, params or [])
         else:
             with self._con.cursor() as cur:
                 cur.execute(sql.replace("?", "%s") if params else sql, params)
 
     def query(self, sql: str, params: tuple | list | None = None) -> list[tuple]:
-        if self.kind == "duckdb":
+        if self.kind != "postgres":
             return self._con.execute(sql, params or []).fetchall()
         with self._con.cursor() as cur:
             cur.execute(sql.replace("?", "%s") if params else sql, params)
             return cur.fetchall()
 
     def query_df(self, sql: str, params: tuple | list | None = None) -> pd.DataFrame:
-        if self.kind == "duckdb":
+        if self.kind != "postgres":
             return self._con.execute(sql, params or []).df()
         with self._con.cursor() as cur:
             cur.execute(sql.replace("?", "%s") if params else sql, params)
@@ -163,7 +167,7 @@ class Warehouse:
 
         On PostgreSQL the rows come through ``COPY ... TO STDOUT`` as CSV, read by Arrow,
         several times faster than fetching tuples of Decimals (docs/performance.md)."""
-        if self.kind == "duckdb":
+        if self.kind != "postgres":
             return self._con.execute(sql).df()
         import io
 
@@ -179,6 +183,8 @@ class Warehouse:
 
     # -- catalog -------------------------------------------------------------------
     def table_exists(self, schema: str, table: str) -> bool:
+        if self.kind == "spark":
+            return self._con.table_exists(schema, table)
         return bool(
             self.scalar(
                 "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
@@ -187,6 +193,8 @@ class Warehouse:
         )
 
     def columns(self, schema: str, table: str) -> list[str]:
+        if self.kind == "spark":
+            return [name for name, _ in self._con.columns(schema, table)]
         rows = self.query(
             "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
             "order by ordinal_position",
@@ -195,6 +203,8 @@ class Warehouse:
         return [r[0] for r in rows]
 
     def tables(self, schema: str) -> list[str]:
+        if self.kind == "spark":
+            return self._con.tables(schema)
         rows = self.query(
             "select table_name from information_schema.tables where table_schema = ? order by table_name",
             (schema,),
@@ -203,6 +213,9 @@ class Warehouse:
 
     def comments(self, schema: str, table: str) -> tuple[str | None, dict[str, str]]:
         """The comment of a table and of each of its columns (what dbt's persist_docs wrote)."""
+        if self.kind == "spark":
+            return self._con.table_comment(schema, table), {
+                name: text for name, text in self._con.columns(schema, table) if text}
         if self.kind == "duckdb":
             found = self.query("select comment from duckdb_tables() where schema_name = ? and table_name = ?",
                                (schema, table))

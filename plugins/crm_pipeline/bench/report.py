@@ -31,6 +31,10 @@ TARGETS = {
 }
 
 
+#: a night's stages on DuckDB that ``crm spark build``'s dbt build, gate and publish redo
+SPARK_COUNTERPARTS = ("dbt_staging", "dbt_marts", "gate", "publish")
+
+
 def evaluate(result: BenchResult) -> None:
     """The ratios (extraction vs the COPY ceiling, increment on twice the history vs the
     increment) and every target's verdict, naming the longest stage behind a miss."""
@@ -118,6 +122,13 @@ def evaluate(result: BenchResult) -> None:
         target("CLV with uncertainty bands / fit and predict (DuckDB)", ru,
                TARGETS["clv_with_uncertainty_vs_fit_predict"], ru <= TARGETS["clv_with_uncertainty_vs_fit_predict"],
                full, within="clv_fit:")
+    for phase in PHASES:  # no target yet: what building, gating and publishing cost on Spark
+        d, s = result.run(phase, "duckdb"), result.run(phase, "spark")
+        if d and s and d.ok and s.ok:
+            on_duckdb = sum(d.stages[k].seconds for k in SPARK_COUNTERPARTS if k in d.stages)
+            on_spark = sum(s.stages[k].seconds for k in ("dbt_build", "gate", "publish") if k in s.stages)
+            result.ratios[f"spark_vs_duckdb_build_gate_publish_{phase}"] = (
+                round(on_spark / on_duckdb, 2) if on_duckdb else None)
     for phase in PHASES:
         d, p = result.run(phase, "duckdb"), result.run(phase, "postgres")
         if not (d and p):

@@ -12,6 +12,9 @@ targets."""
 # 4. ``fixed``: the next night of a tiny source on DuckDB, after its first load
 #    (``fixed_first``): the fixed cost of any night.
 #
+# With ``spark`` among the warehouses, each DuckDB night of phases 1-3 is then built,
+# gated and published again on a local Spark session (``crm spark build``), timed alike.
+#
 # Extraction throughput is reported as a ratio to the reference ``COPY`` ceiling on the
 # same source in the same run, which carries between machines.
 
@@ -34,7 +37,7 @@ from crm_pipeline.bench.reference import REFERENCES, run_reference
 from crm_pipeline.bench.report import evaluate
 from crm_pipeline.bench.scale import ensure as ensure_scaled_source
 from crm_pipeline.bench.scale import parse_scale
-from crm_pipeline.bench.timed_run import run_pipeline
+from crm_pipeline.bench.timed_run import run_pipeline, run_spark_build
 from crm_pipeline.connections import redact
 from crm_pipeline.contract import ENTITIES
 from crm_pipeline.demo.source import advance_source
@@ -108,7 +111,13 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
     home.mkdir(parents=True, exist_ok=True)
     base = database_name(source)
     wh_targets: list[tuple[str, str]] = []  # (label, url or "duckdb")
+    # Spark builds, gates and publishes each DuckDB night again (crm spark build)
+    on_spark = "spark" in warehouses
+    if on_spark and "duckdb" not in warehouses:
+        warehouses = ["duckdb", *warehouses]
     for w in warehouses:
+        if w == "spark":
+            continue
         if w == "duckdb":
             wh_targets.append(("duckdb", "duckdb"))
         elif w == "postgres":
@@ -116,7 +125,7 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
         elif w.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
             wh_targets.append(("postgres", w))
         else:
-            raise ValueError(f"--warehouse {w!r}: use duckdb, postgres or a postgresql:// URL")
+            raise ValueError(f"--warehouse {w!r}: use duckdb, postgres, spark or a postgresql:// URL")
 
     for factor, (full, inc) in ((1, ("full", "increment")), (2, ("full_2x", "increment_2x"))):
         if full not in phases and inc not in phases:
@@ -145,6 +154,9 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
             for label, _ in wh_targets:
                 say(f"{full} on {label} …")
                 result.runs.append(run_pipeline(full, label, home / f"{label}-h{factor}", as_of, src, urls[label]))
+            if on_spark:
+                say(f"{full} on spark (the DuckDB night built, gated and published again) …")
+                result.runs.append(run_spark_build(full, home / f"duckdb-h{factor}", as_of))
         if inc in phases:
             day = as_of + timedelta(days=1)
             say(f"source ×{factor} history: one day of changes ({day}) …")
@@ -152,6 +164,9 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
             for label, _ in wh_targets:
                 say(f"{inc} on {label} …")
                 result.runs.append(run_pipeline(inc, label, home / f"{label}-h{factor}", day, src, urls[label]))
+            if on_spark:
+                say(f"{inc} on spark …")
+                result.runs.append(run_spark_build(inc, home / f"duckdb-h{factor}", day))
     if "fixed" in phases:  # the fixed cost of a night: the next night of a tiny source
         result.runs.extend(_demo_source_nights(home / "fixed", FIXED_COST_CUSTOMERS, as_of, ("fixed_first", "fixed"),
                                                say))

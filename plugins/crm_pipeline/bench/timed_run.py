@@ -99,6 +99,34 @@ def run_pipeline(phase: str, label: str, home: Path, as_of: date, source: str, w
     return fig
 
 
+def run_spark_build(phase: str, home: Path, as_of: date) -> RunFigures:
+    """``crm spark build`` of the DuckDB night in ``home`` (the extra ``spark``), in a child
+    process sampled like a night; its stages (load, dbt build, gate, publish) come from the
+    JSON the command writes."""
+    figures_path = home / f"bench-{phase}-spark.json"
+    figures_path.unlink(missing_ok=True)
+    cmd = [*_crm_command(), "spark", "build", "--home", str(home), "--as-of", as_of.isoformat(),
+           "--json", str(figures_path)]
+    t0 = time.perf_counter()
+    with open(home / f"bench-{phase}-spark.out", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        with TreeSampler(proc.pid) as sampler:
+            rc = proc.wait()
+    wall = time.perf_counter() - t0
+    fig = RunFigures(phase, "spark", as_of, ok=rc == 0 and figures_path.exists())
+    if not fig.ok:
+        tail = (home / f"bench-{phase}-spark.out").read_text(errors="replace").strip().splitlines()[-3:]
+        fig.message = " | ".join(line.strip() for line in tail)[:300]
+        return fig
+    stages = json.loads(figures_path.read_text())["stages"]
+    for name, figure in stages.items():
+        fig.stages[name] = StageFigure(float(figure["seconds"]), figure.get("rows"))
+    fig.stages["total"] = StageFigure(wall, stages.get("load", {}).get("rows"), sampler.peak())
+    fig.stages["spark_and_startup"] = StageFigure(max(0.0, wall - sum(f.seconds for f in fig.stages.values()
+                                                                        if f is not fig.stages["total"])))
+    return fig
+
+
 def _read_run_record(fig: RunFigures, warehouse: str, as_of: date, sampler: TreeSampler) -> None:
     try:
         with Warehouse(WarehouseConfig.from_url(warehouse), read_only=True) as wh:

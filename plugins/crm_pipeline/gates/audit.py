@@ -13,6 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from crm_pipeline.contract import ENTITIES
 from crm_pipeline.errors import first_line
 from crm_pipeline.gates.audit_datasets import Dataset, derived_dataset
@@ -126,9 +128,11 @@ def _mart_datasets(wh: "Warehouse", spec: dict, schema: str, existing: set[str],
 def _personal_data_dataset(wh: "Warehouse", pii: dict, schema: str) -> Dataset:
     """Every column name of every table in the audit schema, lower-cased, against the
     personal-data regexes plus the source contract's personal columns by exact name."""
-    columns = read_frame(wh, "select table_name, column_name from information_schema.columns "
-                             f"where table_schema = '{schema}' order by table_name, ordinal_position",
-                         f"{schema} columns")
+    try:  # through the warehouse's catalog calls: Spark has no information_schema
+        columns = pd.DataFrame([(table, column) for table in wh.tables(schema) for column in wh.columns(schema, table)],
+                               columns=["table_name", "column_name"])
+    except Exception as exc:
+        raise GateError(f"gate 2 cannot read {schema} columns: {first_line(exc, MESSAGE_CHARS)}") from None
     columns["column_name"] = columns["column_name"].astype(str).str.lower()
     contract_personal = sorted({c.lower() for e in ENTITIES for c in e.personal})
     expectations = json.loads(json.dumps(pii.get("expectations", [])))
