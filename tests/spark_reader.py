@@ -15,18 +15,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
+from crm_pipeline.spark_session import session_conf
+
 
 def main(spark_dir: Path, out_dir: Path) -> None:
     builder = SparkSession.builder.enableHiveSupport()
-    for key, value in {
-        "spark.master": "local[1]",
-        "spark.sql.warehouse.dir": f"{spark_dir}/tables",
-        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={spark_dir}/metastore",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir}",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-    }.items():
+    # the warehouse's own session settings, so a reader and the writer cannot drift apart;
+    # one core is enough to read
+    for key, value in {**session_conf(spark_dir), "spark.master": "local[1]"}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     out_dir.mkdir(parents=True, exist_ok=True)

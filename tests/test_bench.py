@@ -218,3 +218,22 @@ def test_bench_at_the_demo_scale_times_the_first_run_and_the_next_day(tmp_path):
     assert runs["next_day"]["stages"]["extract:orders"]["rows"] < first["extract:orders"]["rows"] / 10
     assert fig["ratios"]["demo_next_day_vs_first_run"] > 0
     assert [t["target"] for t in fig["targets"]] == ["demo: next day / first run (DuckDB)"]
+
+
+def test_a_spark_night_is_set_against_the_same_night_on_duckdb():
+    """``--warehouse spark`` runs the same nights as DuckDB; the bench sets the whole night
+    and its slowest stage against DuckDB's (no target yet). Figures made up, ratios by hand:
+    total 300 / 40 = 7.5; stages extract 12 / 5 = 2.4, dbt_staging 200 / 20 = 10, gate 3 / 2
+    = 1.5, so the worst is dbt_staging at 10."""
+    from crm_pipeline.bench.figures import BenchResult, RunFigures, StageFigure
+    from crm_pipeline.bench.report import evaluate
+
+    result = BenchResult("S", 10, 100, D)
+    for warehouse, seconds in (("duckdb", (5.0, 20.0, 2.0, 40.0)), ("spark", (12.0, 200.0, 3.0, 300.0))):
+        run = RunFigures("full", warehouse, D, ok=True)
+        run.stages = {name: StageFigure(s) for name, s in zip(("extract", "dbt_staging", "gate", "total"), seconds)}
+        result.runs.append(run)
+    evaluate(result)
+    assert result.ratios["spark_vs_duckdb_total_full"] == 7.5
+    assert result.ratios["spark_vs_duckdb_worst_stage_full"] == 10.0
+    assert not any("spark" in t["target"].lower() for t in result.targets)

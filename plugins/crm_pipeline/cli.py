@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crm_pipeline import airflow_local, demo, runs, settings
+from crm_pipeline import airflow_local, demo, runs, settings, spark_session
 from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
@@ -28,14 +28,14 @@ from crm_pipeline.cli_migrate import migrate
 from crm_pipeline.cli_report import report
 from crm_pipeline.cli_quarantine import quarantine_app
 from crm_pipeline.cli_reconcile import reconcile
-from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, SPARK_ONLY_FOR, UserError, _demo_url,
+from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url,
                                      _ended_day, _guard, _home, _parse_date, _storage_error, _warehouse_url,
                                      _yesterday, console)
 from crm_pipeline.cli_progress import StageProgress
 from crm_pipeline.cli_spark import spark_app
 from crm_pipeline.cli_status import status
 from crm_pipeline.gates.credit_facts import describe as credit_describe
-from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, redact
+from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, WarehouseConfig, redact
 from crm_pipeline.home_lock import HomeBusy, one_run_per_home
 from crm_pipeline.warehouse import Warehouse
 
@@ -228,7 +228,14 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
               customers: int, seed: int, quiet: bool) -> dict:
     warehouse_url = _warehouse_url(home, warehouse)
     if warehouse_url.startswith("spark:"):
-        raise UserError(SPARK_ONLY_FOR, "run the night on DuckDB, then `crm spark build` (README, Warehouses)")
+        try:
+            spark_session.require_extra()
+        except RuntimeError as exc:
+            raise UserError(str(exc), "the default install has no Spark") from None
+        spark_dir = WarehouseConfig.from_url(warehouse_url).spark_dir
+        if spark_session.catalog_in_use(spark_dir):
+            raise UserError(f"the Spark warehouse at {spark_dir} is in use by another process",
+                            "wait until it ends (`crm status` shows the night's stage)")
     home.mkdir(parents=True, exist_ok=True)
     source_url = source or settings.airflow_connection(SOURCE_CONN_ID)
     if not source_url:
@@ -255,7 +262,7 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
         with StageProgress(shown, as_of, quiet=quiet, interactive=interactive) as watched:
             run_id, state = airflow_local.run_dag(as_of)
     try:
-        with Warehouse(RunSettings.resolve().warehouse) as wh:
+        with Warehouse(RunSettings.resolve().warehouse.control) as wh:
             summary = runs.run_summary(wh, run_id)
     except Exception as exc:  # noqa: BLE001 - the run's own failure is the message
         storage = _storage_error(watched.failure or exc, home, warehouse_url) or _storage_error(exc, home, warehouse_url)

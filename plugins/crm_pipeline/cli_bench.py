@@ -23,9 +23,8 @@ def bench(
     warehouse: Optional[list[str]] = typer.Option(
         None, "--warehouse",
         help="duckdb, postgres (a database <db>_warehouse_hN on the source's server), a postgresql:// URL "
-             "(the benchmark uses <db>_h1/<db>_h2 next to it) or spark (each DuckDB night built, gated and "
-             "published again by `crm spark build`; the extra 'spark'); repeat for several (default: duckdb and "
-             "postgres)."),
+             "(the benchmark uses <db>_h1/<db>_h2 next to it) or spark (the same nights on a local Spark "
+             "session, next to DuckDB; the extra 'spark'); repeat for several (default: duckdb and postgres)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
     home: Optional[Path] = typer.Option(None, "--home", help="Folder for the runs' state (default ./.crm/bench)."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Day of the full load (default 2025-06-15, a night "

@@ -68,7 +68,7 @@ def _demo_url(home: Path) -> str:
 
 
 #: what a Spark warehouse serves so far; every other command refuses it with this line
-SPARK_ONLY_FOR = "a Spark warehouse is built by `crm spark build` and read by `crm status`; this command needs DuckDB or PostgreSQL"
+SPARK_ONLY_FOR = "a Spark warehouse is built by `crm run` and read by `crm status`; this command needs DuckDB or PostgreSQL"
 
 
 def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:
@@ -80,7 +80,7 @@ def warehouse_config(home: Path, warehouse: Optional[str]) -> tuple[WarehouseCon
     is created by the first run; a server warehouse is taken to exist)."""
     cfg = WarehouseConfig.from_url(_warehouse_url(home, warehouse))
     if cfg.kind == "spark":
-        raise UserError(SPARK_ONLY_FOR, "run the night on DuckDB, then `crm spark build` (README, Warehouses)")
+        raise UserError(SPARK_ONLY_FOR, "see the README, Warehouses")
     return cfg, not (cfg.kind == "duckdb" and not cfg.duckdb_path.exists())
 
 

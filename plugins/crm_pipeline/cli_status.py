@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from crm_pipeline import spark_session
 from crm_pipeline import status as run_status
 from crm_pipeline.cli_common import UserError, _guard, _home, _warehouse_url, console
 from crm_pipeline.connections import WarehouseConfig
@@ -30,8 +31,16 @@ def _is_locked(exc: BaseException) -> bool:
 def _report(cfg: WarehouseConfig, limit: int) -> tuple[dict, bool]:
     """The report and whether it comes from a busy DuckDB file's snapshot."""
     try:
+        if cfg.kind == "spark" and cfg.control.duckdb_path.exists():  # its run record: the control file
+            with Warehouse(cfg) as wh, Warehouse(cfg.control, read_only=True) as control:
+                return run_status.status_report(wh, limit=limit, control=control), False
         with Warehouse(cfg, read_only=cfg.kind == "duckdb") as wh:
             return run_status.status_report(wh, limit=limit), False
+    except spark_session.CatalogInUse as exc:  # a night or a publish on that Spark warehouse
+        report = run_status.read_snapshot(cfg, limit)
+        if report is None:
+            raise UserError(str(exc), "wait until it ends, then run `crm status` again") from None
+        return report, True
     except RuntimeError as exc:  # a Spark warehouse without the extra 'spark'
         if cfg.kind == "spark":
             raise UserError(str(exc), "the default install has no Spark") from None
@@ -91,7 +100,7 @@ def status(
     if cfg.kind == "duckdb" and not cfg.duckdb_path.exists():
         raise UserError(f"no warehouse at {cfg.duckdb_path}", "run `crm run` first, or pass --home / --warehouse")
     if cfg.kind == "spark" and not (cfg.spark_dir / "metastore").exists():
-        raise UserError(f"no Spark warehouse at {cfg.spark_dir}", "run `crm spark build` first, or pass --warehouse")
+        raise UserError(f"no Spark warehouse at {cfg.spark_dir}", "run `crm run --warehouse spark:///…` first, or pass another --warehouse")
     report, from_snapshot = _report(cfg, limit)
     if as_json:
         typer.echo(json.dumps({**report, "from_snapshot": from_snapshot}, indent=2, default=str))

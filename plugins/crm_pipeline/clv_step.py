@@ -234,15 +234,18 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def run(wh: Warehouse, as_of: date, run_id: str, settings: ClvSettings | None = None) -> dict:
+def run(wh: Warehouse, as_of: date, run_id: str, settings: ClvSettings | None = None, *,
+        source: Warehouse | None = None) -> dict:
     """Fit as of ``as_of``, replace this date's rows of the two tables, return a summary.
+    The customer summary is read from ``source`` (default ``wh``: on a Spark warehouse the
+    tables are written to the control file and the summary read on Spark).
 
     Never raises for data reasons (the status says what happened); a missing or stale
     summary table, a bad setting or a warehouse error raise.
     """
     settings = settings or ClvSettings.from_env()
     ensure_tables(wh)
-    buyers = read_summary(wh, as_of)
+    buyers = read_summary(source or wh, as_of)
     summary = model_summary(buyers, settings.time_unit)
     shares = margin_shares(buyers)
     params, predictions = clv.fit_and_predict(

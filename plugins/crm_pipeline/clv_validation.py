@@ -42,13 +42,14 @@ def read_purchase_days(wh: Warehouse, as_of: date) -> pd.DataFrame:
 
 
 def run(wh: Warehouse, as_of: date, run_id: str, holdout_weeks: int | None = None,
-        clv_settings: ClvSettings | None = None) -> dict:
-    """Check the model as of ``as_of`` on a holdout, replace this date's rows, return a summary."""
+        clv_settings: ClvSettings | None = None, *, source: Warehouse | None = None) -> dict:
+    """Check the model as of ``as_of`` on a holdout, replace this date's rows, return a
+    summary; the orders are read from ``source`` (default ``wh``)."""
     clv_settings = clv_settings or ClvSettings.from_env()
     weeks = holdout_weeks or settings.clv_holdout_weeks()
     calibration_end = as_of - timedelta(weeks=weeks)
     ensure_tables(wh)
-    purchases = read_purchase_days(wh, as_of)
+    purchases = read_purchase_days(source or wh, as_of)
     frame = holdout.calibration_and_holdout(purchases, calibration_end, as_of, clv_settings.time_unit,
                                             customer_col="customer_id", date_col="order_date", amount_col="amount")
     fit, groups = holdout.diagnostics(frame, min_repeat_buyers=clv_settings.min_repeat_buyers)

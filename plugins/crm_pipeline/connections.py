@@ -20,6 +20,8 @@ from crm_pipeline.settings import ConfigError
 from crm_pipeline.spark_session import SPARK_DIR_VARIABLE
 
 SOURCE_CONN_ID = "crm_source"
+#: a Spark warehouse's control store, in its folder (``WarehouseConfig.control``)
+CONTROL_FILE = "control.duckdb"
 WAREHOUSE_CONN_ID = "crm_warehouse"
 
 
@@ -49,6 +51,9 @@ def url_from_connection_fields(conn_type: str, host: str | None, login: str | No
         return f"duckdb:///{host or extra.get('path', '')}"
     if conn_type in ("sqlite",):
         return f"sqlite:///{host or extra.get('path', '')}"
+    if conn_type == "spark" and extra.get("path"):
+        # a local Spark session's folder (README, Warehouses)
+        return f"spark://{Path(extra['path']).resolve()}"
     auth = ""
     if login:
         auth = quote(login, safe="")
@@ -59,7 +64,8 @@ def url_from_connection_fields(conn_type: str, host: str | None, login: str | No
         return f"postgresql://{auth}{host or '127.0.0.1'}:{port or 5432}/{schema or 'postgres'}"
     if conn_type in ("mysql", "mariadb"):
         return f"mysql+pymysql://{auth}{host or '127.0.0.1'}:{port or 3306}/{schema or ''}"
-    raise ConfigError(f"connection type {conn_type!r} is not supported (use postgres, mysql, sqlite or duckdb)")
+    raise ConfigError(f"connection type {conn_type!r} is not supported (use postgres, mysql, sqlite, duckdb "
+                      "or spark with extra path)")
 
 
 def _from_env(conn_id: str) -> str | None:
@@ -147,6 +153,15 @@ class WarehouseConfig:
             f"unsupported warehouse URL {redact(url)!r}: use duckdb:///path/warehouse.duckdb, "
             "postgresql://user@host:port/dbname or spark:///path/spark-folder"
         )
+
+    @property
+    def control(self) -> "WarehouseConfig":
+        """Where a night's bookkeeping (raw, quarantine, ops) lives: the warehouse itself,
+        or for a Spark warehouse the embedded DuckDB file ``control.duckdb`` in its folder
+        (Parquet tables take no row-level update; ``crm_pipeline.spark_landing``)."""
+        if self.kind != "spark":
+            return self
+        return WarehouseConfig(kind="duckdb", duckdb_path=self.spark_dir / CONTROL_FILE)
 
     @property
     def display(self) -> str:

@@ -1,8 +1,8 @@
 """Running dbt in this process: the environment its profile reads, set for one invocation,
 and the summary of what it reported (counts per status, one line per failed node).
 
-Light on purpose (no dbt, no cosmos imported here), so that commands which only start a
-dbt invocation, such as ``crm spark build``, stay fast to load.
+Light on purpose (no dbt, no cosmos imported here): a module that only starts a dbt
+invocation stays fast to load.
 """
 
 from __future__ import annotations

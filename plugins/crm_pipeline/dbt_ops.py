@@ -176,7 +176,9 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
     def _seed_plan(self, target: str) -> bool | None:
         """For the stage that builds the seeds: True when this night loads them, False when
         the warehouse already holds them (the seeds leave the selection); None otherwise."""
-        if SEED_SELECTOR not in STAGE_SELECT[self.stage]:
+        if SEED_SELECTOR not in STAGE_SELECT[self.stage] or target == "spark":
+            # on Spark the seeds load every night: its Parquet tables take no delete, which
+            # recording their state needs (dbt_seeds.py)
             return None
         self._seed_fingerprint = dbt_seeds.fingerprint(target)
         with Warehouse(RunSettings.resolve().warehouse) as wh:

@@ -2,7 +2,7 @@
 earlier version of the project to the shape the dbt project builds now.
 
 A history table keeps the slices of earlier dates, and the publish refuses to mix shapes
-(``publish._check_same_columns``). A change to such a table's contract therefore ships
+(``publish.check_same_columns``). A change to such a table's contract therefore ships
 here as a migration: columns added at the end of the table, NULL on the slices published
 before they existed. ``crm migrate`` applies the pending ones in one transaction and
 records each in ``ops.schema_migrations``; a migration whose table does not exist yet is

@@ -128,6 +128,8 @@ class PublishResult:
     seconds: float
     #: the run's per-entity "nothing lost" proof, as committed in ops.run_entity_counts
     reconciliation: list[dict] = field(default_factory=list)
+    #: the version the published views show (Spark warehouse; None elsewhere)
+    version: str | None = None
 
 
 def newest_published_as_of(wh: Warehouse, table: str) -> date | None:
@@ -146,6 +148,18 @@ def behind_published(wh: Warehouse, table: str, as_of: date) -> bool:
     return newest is not None and as_of < newest
 
 
+def reconcile_or_refuse(wh: Warehouse, run_id: str) -> list[dict]:
+    """Nothing lost: every extracted row of the run is in raw, in quarantine or counted as
+    a duplicate. Records the proof in ``ops.run_entity_counts`` (with the publish, in its
+    transaction) and raises ``PublishError`` on a mismatch, so that nothing is published."""
+    reconciliation = runs.record_reconciliation(wh, run_id)
+    broken = [r for r in reconciliation if not r["ok"]]
+    if broken:
+        raise PublishError("nothing published: the run's row counts do not add up for "
+                           + "; ".join(runs.describe_reconciliation(r) for r in broken))
+    return reconciliation
+
+
 def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_id: str, lock_timeout_ms: int) -> PublishResult:
     started = time.perf_counter()
     published: dict[str, int] = {}
@@ -155,13 +169,7 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
         if wh.kind == "postgres":
             wh.execute(f"set local lock_timeout = {int(lock_timeout_ms)}")
             _pg_publish_lock(wh)
-        # nothing lost: every extracted row of this run is in raw, in quarantine or counted
-        # as a duplicate; recorded with the publish, and a mismatch publishes nothing
-        reconciliation = runs.record_reconciliation(wh, run_id)
-        broken = [r for r in reconciliation if not r["ok"]]
-        if broken:
-            raise PublishError("nothing published: the run's row counts do not add up for "
-                               + "; ".join(runs.describe_reconciliation(r) for r in broken))
+        reconciliation = reconcile_or_refuse(wh, run_id)
         for i, t in enumerate(tables):
             src = f"{AUDIT_SCHEMA}.{ident(t.name)}"
             dst = f"published.{ident(t.name)}"
@@ -188,7 +196,7 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
                     # night's delete (and every BI query for one slice) scans all history
                     wh.execute(f"create index if not exists {ident(t.name + '_' + t.key + '_idx')} "
                                f"on {dst} ({key})")
-                _check_same_columns(wh, t.name)
+                check_same_columns(wh, t.name)
                 wh.execute(f"delete from {dst} where {key} in (select distinct {key} from {src})")
                 wh.execute(f"insert into {dst} select * from {src}")
             # the descriptions dbt wrote on the audit table, where BI tools look for them
@@ -208,7 +216,9 @@ def _publish_once(wh: Warehouse, tables: list[PublishedTable], as_of: date, run_
                          reconciliation=reconciliation)
 
 
-def _check_same_columns(wh: Warehouse, table: str) -> None:
+def check_same_columns(wh: Warehouse, table: str) -> None:
+    """A published history table keeps tonight's columns, in their order, or the publish
+    needs a migration (``PublishNeedsMigration``)."""
     have = wh.columns("published", table)
     new = wh.columns(AUDIT_SCHEMA, table)
     if have != new:

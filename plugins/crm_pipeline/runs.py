@@ -128,8 +128,9 @@ def finish_run(wh: Warehouse, run_id: str, status: str, gate_verdict: str | None
 
 
 def open_warehouse() -> Warehouse:
-    """The warehouse of this run (from the ``crm_warehouse`` connection)."""
-    return Warehouse(RunSettings.resolve().warehouse)
+    """Where this run's record lives (the ``crm_warehouse`` connection's warehouse, or
+    the control file of a Spark warehouse)."""
+    return Warehouse(RunSettings.resolve().warehouse.control)
 
 
 def record_success(run_id: str, stage_name: str, started_at: datetime, seconds: float,

@@ -1,5 +1,5 @@
-"""The local Spark session of a Spark warehouse: its settings, tables loaded from Arrow, and
-its SQL and catalog behind DuckDB's connection calls (``SparkSql``, what ``Warehouse`` uses).
+"""The local Spark session of a Spark warehouse: its settings, and its SQL and catalog behind
+DuckDB's connection calls (``SparkSql``, what ``Warehouse`` uses).
 
 A local session (pyspark's bundled Spark, ``local[*]``) keeps its tables as Parquet under
 ``<spark dir>/tables`` and its catalog in an embedded Derby metastore under
@@ -17,7 +17,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 #: dbt-spark's session settings in profiles.yml name the folder by this variable
 SPARK_DIR_VARIABLE = "CRM_SPARK_DIR"
@@ -41,6 +41,38 @@ def session_conf(spark_dir: Path) -> dict[str, str]:
     }
 
 
+class CatalogInUse(RuntimeError):
+    """Another process has the warehouse's embedded catalog open."""
+
+
+def catalog_in_use(spark_dir: Path) -> bool:
+    """Whether another process has the embedded Derby catalog under ``spark_dir`` open: Derby
+    holds an exclusive lock on ``metastore/dbex.lck`` while it runs, and takes one process
+    at a time (a second one fails deep in Hive's client with pages of Java traces)."""
+    import fcntl
+
+    lock = Path(spark_dir) / "metastore" / "dbex.lck"
+    try:
+        handle = open(lock, "rb+")
+    except OSError:  # no catalog yet, or it was shut down cleanly
+        return False
+    with handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    return False
+
+
+def require_extra() -> None:
+    """Raise a one-line RuntimeError when pyspark (the extra ``spark``) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        raise RuntimeError("the Spark warehouse needs the extra 'spark': uv sync --extra spark")
+
+
 def open_session(spark_dir: Path) -> Any:
     """The process's Spark session over ``spark_dir`` (created on first use; dbt-spark's
     session method then reuses it)."""
@@ -53,6 +85,11 @@ def open_session(spark_dir: Path) -> Any:
     Path(spark_dir).mkdir(parents=True, exist_ok=True)
     # a local session talks to itself: no warning that the host name resolves to loopback
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # this process's own session (ours or dbt-spark's) holds the catalog: only another
+    # process's is a refusal
+    if getattr(SparkSession, "_instantiatedSession", None) is None and catalog_in_use(spark_dir):
+        raise CatalogInUse(f"the Spark warehouse at {spark_dir} is in use by another process "
+                           "(its embedded catalog takes one process at a time)")
     builder = SparkSession.builder.enableHiveSupport()
     for key, value in session_conf(spark_dir).items():
         builder = builder.config(key, value)
@@ -61,21 +98,6 @@ def open_session(spark_dir: Path) -> Any:
     # pyspark logs every failed statement with its Java trace; the caller reports it in one line
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     return spark
-
-
-def load_arrow_tables(spark: Any, tables: Iterable[tuple[str, str, Any]]) -> dict[str, int]:
-    """Write each ``(schema, table, pyarrow.Table)`` as a Parquet table of the catalog,
-    replacing one of the same name; returns the rows written per ``schema.table``.
-
-    Rows go through Arrow, not pandas (pyspark 4.3 does not support pandas 3), so the
-    column types are kept: decimals, dates and timestamps arrive as they are."""
-    written: dict[str, int] = {}
-    for schema, table, arrow_table in tables:
-        spark.sql(f"create database if not exists {schema}")
-        frame = spark.createDataFrame(arrow_table)
-        frame.write.mode("overwrite").format("parquet").saveAsTable(f"{schema}.{table}")
-        written[f"{schema}.{table}"] = arrow_table.num_rows
-    return written
 
 
 def spark_literal(text: str) -> str:

@@ -35,11 +35,13 @@ def _moment(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
-def collect(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
-    """The run record and the published versions as plain JSON values (no judgement yet)."""
+def collect(wh: Warehouse, limit: int = 10, control: Warehouse | None = None) -> dict[str, Any]:
+    """The run record (in ``control``, default ``wh``: a Spark warehouse keeps it in its
+    control file) and the published versions as plain JSON values (no judgement yet)."""
     out: dict[str, Any] = {"runs": [], "tables": [], "recorded_at": now().isoformat()}
-    if wh.table_exists("ops", "pipeline_runs"):
-        out["runs"] = _runs(wh, limit)
+    control = control or wh
+    if control.table_exists("ops", "pipeline_runs"):
+        out["runs"] = _runs(control, limit)
     if wh.table_exists("ops", "published_versions"):
         out["tables"] = _tables(wh)
     return out
@@ -107,12 +109,14 @@ def present(collected: dict[str, Any], at: datetime | None = None) -> dict[str, 
     return report
 
 
-def status_report(wh: Warehouse, limit: int = 10) -> dict[str, Any]:
-    return present(collect(wh, limit))
+def status_report(wh: Warehouse, limit: int = 10, control: Warehouse | None = None) -> dict[str, Any]:
+    return present(collect(wh, limit, control))
 
 
 def snapshot_path(config: WarehouseConfig) -> Path | None:
-    """Where a DuckDB warehouse's status snapshot lives; None for a server warehouse."""
+    """Where a DuckDB warehouse's status snapshot lives (a Spark warehouse's: beside its
+    control file, with the run record only); None for a server warehouse."""
+    config = config.control
     if config.kind != "duckdb" or config.duckdb_path is None:
         return None
     return config.duckdb_path.with_name(config.duckdb_path.name + ".status.json")

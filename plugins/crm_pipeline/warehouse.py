@@ -79,6 +79,13 @@ class Warehouse:
         (``extract.stored_hash_sql``); PostgreSQL compares only what is stored."""
         return self.config.kind != "duckdb"
 
+    @property
+    def session(self) -> Any:
+        """The Spark session of a Spark warehouse (to write DataFrames)."""
+        if self.kind != "spark":
+            raise NotImplementedError("only a Spark warehouse has a Spark session")
+        return self._con.spark
+
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
         with contextlib.suppress(Exception):

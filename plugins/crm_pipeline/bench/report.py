@@ -31,10 +31,6 @@ TARGETS = {
 }
 
 
-#: a night's stages on DuckDB that ``crm spark build``'s dbt build, gate and publish redo
-SPARK_COUNTERPARTS = ("dbt_staging", "dbt_marts", "gate", "publish")
-
-
 def evaluate(result: BenchResult) -> None:
     """The ratios (extraction vs the COPY ceiling, increment on twice the history vs the
     increment) and every target's verdict, naming the longest stage behind a miss."""
@@ -122,24 +118,19 @@ def evaluate(result: BenchResult) -> None:
         target("CLV with uncertainty bands / fit and predict (DuckDB)", ru,
                TARGETS["clv_with_uncertainty_vs_fit_predict"], ru <= TARGETS["clv_with_uncertainty_vs_fit_predict"],
                full, within="clv_fit:")
-    for phase in PHASES:  # no target yet: what building, gating and publishing cost on Spark
+    for phase in PHASES:  # no target yet: the same night on Spark
         d, s = result.run(phase, "duckdb"), result.run(phase, "spark")
         if d and s and d.ok and s.ok:
-            on_duckdb = sum(d.stages[k].seconds for k in SPARK_COUNTERPARTS if k in d.stages)
-            on_spark = sum(s.stages[k].seconds for k in ("dbt_build", "gate", "publish") if k in s.stages)
-            result.ratios[f"spark_vs_duckdb_build_gate_publish_{phase}"] = (
-                round(on_spark / on_duckdb, 2) if on_duckdb else None)
+            result.ratios[f"spark_vs_duckdb_total_{phase}"] = round(s.stages["total"].seconds
+                                                                   / max(d.stages["total"].seconds, 0.5), 2)
+            worst = _worst_stage(d, s)
+            if worst is not None:
+                result.ratios[f"spark_vs_duckdb_worst_stage_{phase}"] = round(worst[0], 2)
     for phase in PHASES:
         d, p = result.run(phase, "duckdb"), result.run(phase, "postgres")
         if not (d and p):
             continue
-        worst, worst_stage = None, None
-        for k, v in p.stages.items():
-            if ":" in k or k in ("total", "airflow_and_startup") or k not in d.stages or not d.stages[k].seconds:
-                continue
-            ratio = v.seconds / max(d.stages[k].seconds, 0.5)
-            if worst is None or ratio > worst:
-                worst, worst_stage = ratio, k
+        worst, worst_stage = _worst_stage(d, p) or (None, None)
         if worst is not None:
             result.ratios[f"postgres_vs_duckdb_worst_stage_{phase}"] = round(worst, 2)
             result.targets.append({"target": f"PostgreSQL stage vs DuckDB ({phase}, worst: {worst_stage})",
@@ -147,6 +138,19 @@ def evaluate(result: BenchResult) -> None:
                                    "ok": p.ok and worst <= TARGETS["postgres_stage_vs_duckdb"], "binding": binding,
                                    "bottleneck": worst_stage if worst > TARGETS["postgres_stage_vs_duckdb"] else None,
                                    "direction": "<="})
+
+
+def _worst_stage(duckdb_run, other) -> tuple[float, str] | None:
+    """The stage of ``other`` slowest against the same stage of ``duckdb_run``: (ratio, stage)."""
+    worst: tuple[float, str] | None = None
+    for k, v in other.stages.items():
+        if ":" in k or k in ("total", "airflow_and_startup") or k not in duckdb_run.stages \
+                or not duckdb_run.stages[k].seconds:
+            continue
+        ratio = v.seconds / max(duckdb_run.stages[k].seconds, 0.5)
+        if worst is None or ratio > worst[0]:
+            worst = (ratio, k)
+    return worst
 
 
 def render(result: BenchResult, console: Console) -> None:

@@ -12,8 +12,8 @@ targets."""
 # 4. ``fixed``: the next night of a tiny source on DuckDB, after its first load
 #    (``fixed_first``): the fixed cost of any night.
 #
-# With ``spark`` among the warehouses, each DuckDB night of phases 1-3 is then built,
-# gated and published again on a local Spark session (``crm spark build``), timed alike.
+# ``spark`` among the warehouses runs the same nights on a local Spark session
+# (``spark:///…``, the extra ``spark``), next to DuckDB.
 #
 # Extraction throughput is reported as a ratio to the reference ``COPY`` ceiling on the
 # same source in the same run, which carries between machines.
@@ -37,7 +37,7 @@ from crm_pipeline.bench.reference import REFERENCES, run_reference
 from crm_pipeline.bench.report import evaluate
 from crm_pipeline.bench.scale import ensure as ensure_scaled_source
 from crm_pipeline.bench.scale import parse_scale
-from crm_pipeline.bench.timed_run import run_pipeline, run_spark_build
+from crm_pipeline.bench.timed_run import run_pipeline
 from crm_pipeline.connections import redact
 from crm_pipeline.contract import ENTITIES
 from crm_pipeline.demo.source import advance_source
@@ -111,15 +111,11 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
     home.mkdir(parents=True, exist_ok=True)
     base = database_name(source)
     wh_targets: list[tuple[str, str]] = []  # (label, url or "duckdb")
-    # Spark builds, gates and publishes each DuckDB night again (crm spark build)
-    on_spark = "spark" in warehouses
-    if on_spark and "duckdb" not in warehouses:
+    if "spark" in warehouses and "duckdb" not in warehouses:  # Spark is told against DuckDB
         warehouses = ["duckdb", *warehouses]
     for w in warehouses:
-        if w == "spark":
-            continue
-        if w == "duckdb":
-            wh_targets.append(("duckdb", "duckdb"))
+        if w in ("duckdb", "spark"):
+            wh_targets.append((w, w))
         elif w == "postgres":
             wh_targets.append(("postgres", database_url(source, f"{base}_warehouse")))
         elif w.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
@@ -148,15 +144,14 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
             wh_home.mkdir(parents=True)
             if target == "duckdb":
                 urls[label] = f"duckdb:///{wh_home / 'warehouse.duckdb'}"
+            elif target == "spark":
+                urls[label] = f"spark://{wh_home / 'spark'}"
             else:
                 urls[label] = recreate_database(target, f"{database_name(target)}_h{factor}")
         if full in phases:
             for label, _ in wh_targets:
                 say(f"{full} on {label} …")
                 result.runs.append(run_pipeline(full, label, home / f"{label}-h{factor}", as_of, src, urls[label]))
-            if on_spark:
-                say(f"{full} on spark (the DuckDB night built, gated and published again) …")
-                result.runs.append(run_spark_build(full, home / f"duckdb-h{factor}", as_of))
         if inc in phases:
             day = as_of + timedelta(days=1)
             say(f"source ×{factor} history: one day of changes ({day}) …")
@@ -164,9 +159,6 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
             for label, _ in wh_targets:
                 say(f"{inc} on {label} …")
                 result.runs.append(run_pipeline(inc, label, home / f"{label}-h{factor}", day, src, urls[label]))
-            if on_spark:
-                say(f"{inc} on spark …")
-                result.runs.append(run_spark_build(inc, home / f"duckdb-h{factor}", day))
     if "fixed" in phases:  # the fixed cost of a night: the next night of a tiny source
         result.runs.extend(_demo_source_nights(home / "fixed", FIXED_COST_CUSTOMERS, as_of, ("fixed_first", "fixed"),
                                                say))

@@ -76,21 +76,29 @@ def _crm_command() -> list[str]:
     return [found] if found else [sys.executable, "-c", "from crm_pipeline.cli import main; main()"]
 
 
+def _sampled_child(cmd: list[str], out_path: Path) -> tuple[int, float, TreeSampler, str]:
+    """Run ``cmd`` with its output in ``out_path`` while its process tree is sampled;
+    returns its exit code, wall seconds, the sampler and its last lines (the reason when it failed)."""
+    t0 = time.perf_counter()
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        with TreeSampler(proc.pid) as sampler:
+            rc = proc.wait()
+    wall = time.perf_counter() - t0
+    tail = " | ".join(
+        line.strip() for line in out_path.read_text(errors="replace").strip().splitlines()[-3:])[:300]
+    return rc, wall, sampler, tail
+
+
 def run_pipeline(phase: str, label: str, home: Path, as_of: date, source: str, warehouse: str) -> RunFigures:
     """``crm run`` in a child process, sampled, then its run record read back."""
     cmd = [*_crm_command(), "run", "--home", str(home), "--as-of", as_of.isoformat(), "--source", source,
            "--warehouse", warehouse]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    t0 = time.perf_counter()
-    with open(home / f"bench-{phase}.out", "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        with TreeSampler(proc.pid) as sampler:
-            rc = proc.wait()
-    wall = time.perf_counter() - t0
+    rc, wall, sampler, tail = _sampled_child(cmd, home / f"bench-{phase}.out")
     fig = RunFigures(phase, label, as_of, ok=rc == 0)
     if rc != 0:
-        tail = (home / f"bench-{phase}.out").read_text(errors="replace").strip().splitlines()[-3:]
-        fig.message = " | ".join(line.strip() for line in tail)[:300]
+        fig.message = tail
     _read_run_record(fig, warehouse, as_of, sampler)
     extracted = sum(s.rows or 0 for k, s in fig.stages.items() if k.startswith("extract:"))
     fig.stages["total"] = StageFigure(wall, extracted, sampler.peak())
@@ -99,37 +107,10 @@ def run_pipeline(phase: str, label: str, home: Path, as_of: date, source: str, w
     return fig
 
 
-def run_spark_build(phase: str, home: Path, as_of: date) -> RunFigures:
-    """``crm spark build`` of the DuckDB night in ``home`` (the extra ``spark``), in a child
-    process sampled like a night; its stages (load, dbt build, gate, publish) come from the
-    JSON the command writes."""
-    figures_path = home / f"bench-{phase}-spark.json"
-    figures_path.unlink(missing_ok=True)
-    cmd = [*_crm_command(), "spark", "build", "--home", str(home), "--as-of", as_of.isoformat(),
-           "--json", str(figures_path)]
-    t0 = time.perf_counter()
-    with open(home / f"bench-{phase}-spark.out", "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        with TreeSampler(proc.pid) as sampler:
-            rc = proc.wait()
-    wall = time.perf_counter() - t0
-    fig = RunFigures(phase, "spark", as_of, ok=rc == 0 and figures_path.exists())
-    if not fig.ok:
-        tail = (home / f"bench-{phase}-spark.out").read_text(errors="replace").strip().splitlines()[-3:]
-        fig.message = " | ".join(line.strip() for line in tail)[:300]
-        return fig
-    stages = json.loads(figures_path.read_text())["stages"]
-    for name, figure in stages.items():
-        fig.stages[name] = StageFigure(float(figure["seconds"]), figure.get("rows"))
-    fig.stages["total"] = StageFigure(wall, stages.get("load", {}).get("rows"), sampler.peak())
-    fig.stages["spark_and_startup"] = StageFigure(max(0.0, wall - sum(f.seconds for f in fig.stages.values()
-                                                                        if f is not fig.stages["total"])))
-    return fig
-
-
 def _read_run_record(fig: RunFigures, warehouse: str, as_of: date, sampler: TreeSampler) -> None:
     try:
-        with Warehouse(WarehouseConfig.from_url(warehouse), read_only=True) as wh:
+        # the run record: in the warehouse, or in a Spark warehouse's control file
+        with Warehouse(WarehouseConfig.from_url(warehouse).control, read_only=True) as wh:
             rows = wh.query("select run_id from ops.pipeline_runs where as_of = ? order by started_at desc limit 1",
                             (as_of,))
             if not rows:

@@ -38,16 +38,19 @@ class Section:
 
 
 class _Reader:
-    def __init__(self, wh: Warehouse, as_of: date):
-        self.wh, self.as_of = wh, as_of
+    """Reads ``published`` (and ``ops.published_versions``) in ``wh`` and the run record and
+    quarantine in ``control`` (the same warehouse, except on Spark: its control file)."""
+
+    def __init__(self, wh: Warehouse, as_of: date, control: Warehouse | None = None):
+        self.wh, self.as_of, self.control = wh, as_of, control or wh
         self._published = set(wh.tables("published"))
 
     def has(self, *tables: str) -> list[str]:
         """The tables of ``tables`` that are not published (empty: all are)."""
         return [t for t in tables if t not in self._published]
 
-    def df(self, sql: str, params: tuple = ()) -> pd.DataFrame:
-        frame = self.wh.query_df(sql, params)
+    def df(self, sql: str, params: tuple = (), *, control: bool = False) -> pd.DataFrame:
+        frame = (self.control if control else self.wh).query_df(sql, params)
         for col in frame.columns:
             if pd.api.types.is_datetime64_any_dtype(frame[col]) and col != "published_at":  # dates as text
                 frame[col] = frame[col].dt.strftime("%Y-%m-%d")
@@ -82,18 +85,18 @@ def _current_note(r: _Reader, section: Section, table: str) -> None:
 
 
 def night(r: _Reader, s: Section) -> Section:
-    if not r.wh.table_exists("ops", "pipeline_runs"):
+    if not r.control.table_exists("ops", "pipeline_runs"):
         s.missing.append("ops.pipeline_runs")
         return s
     runs = r.df("select run_id, status, gate_verdict, started_at, finished_at, message from ops.pipeline_runs "
-                "where as_of = ? order by (status = 'success') desc, started_at desc limit 1", (r.as_of,))
+                "where as_of = ? order by (status = 'success') desc, started_at desc limit 1", (r.as_of,), control=True)
     if runs.empty:
         s.missing.append(f"a run for {r.as_of}")
         return s
     run = runs.iloc[0]
     s.facts.update(run_id=run.run_id, status=run.status, gate=run.gate_verdict or "–")
     stages = r.df("select stage, status, seconds, details from ops.run_stages where run_id = ? order by started_at",
-                  (run.run_id,))
+                  (run.run_id,), control=True)
     gate_details = {}
     for _, row in stages.iterrows():
         if row.stage == "gate" and row.details:
@@ -101,13 +104,13 @@ def night(r: _Reader, s: Section) -> Section:
     s.frames["stages"] = stages[["stage", "status", "seconds"]].assign(seconds=lambda d: d.seconds.astype(float).round(1))
     s.facts["failures"] = gate_details.get("failures", [])[:10]
     s.facts["warnings"] = gate_details.get("warnings", [])[:10]
-    if r.wh.table_exists("ops", "run_entity_counts"):
+    if r.control.table_exists("ops", "run_entity_counts"):
         s.frames["entities"] = r.df("select entity, extracted, duplicate, staged, quarantined from ops.run_entity_counts "
-                                    "where run_id = ? order by entity", (run.run_id,))
+                                    "where run_id = ? order by entity", (run.run_id,), control=True)
     waiting = []
-    for entity in r.wh.tables("quarantine"):
+    for entity in r.control.tables("quarantine"):
         rows = r.df(f"select _rule as rule, count(*) as rows from quarantine.{entity} where _state = 'waiting' "
-                    "group by _rule order by 2 desc")
+                    "group by _rule order by 2 desc", control=True)
         waiting += [{"entity": entity, "rule": x.rule, "rows": int(x.rows)} for x in rows.itertuples()]
     s.frames["waiting"] = pd.DataFrame(waiting, columns=["entity", "rule", "rows"])
     if r.wh.table_exists("ops", "published_versions"):
@@ -379,10 +382,11 @@ SECTIONS = (
 )
 
 
-def read(wh: Warehouse, as_of: date) -> list[Section]:
-    """Every section of the report for ``as_of``; a section that cannot be read says why in
-    one line, and the others are still shown."""
-    reader = _Reader(wh, as_of)
+def read(wh: Warehouse, as_of: date, control: Warehouse | None = None) -> list[Section]:
+    """Every section of the report for ``as_of`` (the run record read in ``control``,
+    default ``wh``); a section that cannot be read says why in one line, and the others
+    are still shown."""
+    reader = _Reader(wh, as_of, control)
     out = []
     for key, title, build in SECTIONS:
         try:

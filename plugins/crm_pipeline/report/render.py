@@ -66,14 +66,15 @@ def _bundle(out_dir: Path) -> None:
 
 
 def write_report(wh: Warehouse, as_of: date, out_dir: Path, out_file: Path | None = None,
-                 links: dict[str, str] | None = None) -> Report:
-    """Build the report of ``as_of`` from the warehouse and write it (atomically).
+                 links: dict[str, str] | None = None, control: Warehouse | None = None) -> Report:
+    """Build the report of ``as_of`` from the warehouse (the run record from ``control``,
+    default ``wh``) and write it (atomically).
 
     ``out_file`` overrides the file name (``crm report --out``); otherwise the page is
     ``out_dir/<as_of>.html`` and, when ``as_of`` is the newest date reported there,
     also ``out_dir/index.html``."""
     started = time.perf_counter()
-    sections = data.read(wh, as_of)
+    sections = data.read(wh, as_of, control)
     rendered = []
     for section in sections:
         builder = charts.CHARTS.get(section.key)
