@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import uuid
 
@@ -9,6 +10,24 @@ import pytest
 
 PG_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("CRM_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+#: the files whose tests take longest (a suite's --durations), slowest first: each file runs
+#: on one worker (--dist loadfile), and starting the long ones first keeps a long file from
+#: running alone at the end while the other worker idles (pyproject.toml: --no-loadscope-reorder)
+SLOWEST_FILES_FIRST = (
+    "test_spark.py", "test_bench.py", "test_run_records.py", "test_night_sequence.py", "test_incremental_models.py",
+    "test_airflow_backfill.py", "test_secrets.py", "test_backfill.py", "test_warehouses.py",
+    "test_airflow_celery.py", "test_credit_desk.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slowest files first, then the others by their number of tests (what xdist's
+    own reordering does); a file's tests keep their order."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES_FIRST)}
+    tests_in = collections.Counter(item.path.name for item in items)
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -tests_in[item.path.name], item.path.name))
 
 
 @pytest.fixture(autouse=True, scope="session")
