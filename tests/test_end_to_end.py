@@ -119,6 +119,16 @@ def test_run_succeeds_and_prints_a_summary(first_run):
     assert "Traceback" not in out
 
 
+def test_dbt_keeps_its_parse_and_writes_no_json_artifacts(first_run):
+    """Both dbt stages ran with --no-write-json (docs/design.md, "A night's fixed cost"):
+    the parse kept for the next stage and night is dbt's parse file alone, with no
+    manifest.json beside it."""
+    home, result = first_run
+    assert result.exit_code == 0, result.output
+    kept = {p.name for p in (home / "cosmos-cache").rglob("*") if p.is_file()}
+    assert "partial_parse.msgpack" in kept and "manifest.json" not in kept, kept
+
+
 def test_one_segment_row_per_source_customer(first_run):
     home, _ = first_run
     expected = source_count(

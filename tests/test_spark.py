@@ -107,9 +107,8 @@ def nights(tmp_path_factory):
     night = crm("run", "--home", str(on_duckdb), "--as-of", AS_OF.isoformat(), "--customers", str(CUSTOMERS))
     assert night.returncode == 0, night.stdout[-3000:] + night.stderr[-3000:]
     home = tmp_path_factory.mktemp("spark") / "home"
-    # unit tests too: their rows assume the project's default as_of, this night's date
     on_spark = with_spark("crm", "run", "--home", str(home), "--as-of", AS_OF.isoformat(), "--customers",
-                          str(CUSTOMERS), "--warehouse", f"spark://{home / 'spark'}", env={"CRM_DBT_UNIT_TESTS": "1"})
+                          str(CUSTOMERS), "--warehouse", f"spark://{home / 'spark'}")
     return on_duckdb, home, on_spark
 
 
