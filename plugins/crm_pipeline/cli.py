@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crm_pipeline import airflow_local, demo, runs, settings, spark_session
+from crm_pipeline import airflow_local, demo, runs, settings
 from crm_pipeline.bench import scale as scaled_source
 from crm_pipeline.cli_bench import bench
 from crm_pipeline.cli_clv import clv_app
@@ -30,7 +30,7 @@ from crm_pipeline.cli_quarantine import quarantine_app
 from crm_pipeline.cli_reconcile import reconcile
 from crm_pipeline.cli_common import (DEFAULT_CUSTOMERS, DEFAULT_SEED, UserError, _demo_url,
                                      _ended_day, _guard, _home, _parse_date, _storage_error, _warehouse_url,
-                                     _yesterday, console)
+                                     _yesterday, console, usable_spark_dir)
 from crm_pipeline.cli_progress import StageProgress
 from crm_pipeline.cli_spark import spark_app
 from crm_pipeline.cli_status import status
@@ -228,14 +228,7 @@ def _run_once(home: Path, as_of: date, source: Optional[str], warehouse: Optiona
               customers: int, seed: int, quiet: bool) -> dict:
     warehouse_url = _warehouse_url(home, warehouse)
     if warehouse_url.startswith("spark:"):
-        try:
-            spark_session.require_extra()
-        except RuntimeError as exc:
-            raise UserError(str(exc), "the default install has no Spark") from None
-        spark_dir = WarehouseConfig.from_url(warehouse_url).spark_dir
-        if spark_session.catalog_in_use(spark_dir):
-            raise UserError(f"the Spark warehouse at {spark_dir} is in use by another process",
-                            "wait until it ends (`crm status` shows the night's stage)")
+        usable_spark_dir(WarehouseConfig.from_url(warehouse_url).spark_dir)
     home.mkdir(parents=True, exist_ok=True)
     source_url = source or settings.airflow_connection(SOURCE_CONN_ID)
     if not source_url:

@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from crm_pipeline import settings
+from crm_pipeline import settings, spark_session
 from crm_pipeline.connections import WAREHOUSE_CONN_ID, WarehouseConfig, redact
 from crm_pipeline.errors import first_line, storage_problem
 from crm_pipeline.home_lock import HomeBusy, one_run_per_home
@@ -69,6 +69,19 @@ def _demo_url(home: Path) -> str:
 
 #: what a Spark warehouse serves so far; every other command refuses it with this line
 SPARK_ONLY_FOR = "a Spark warehouse is built by `crm run` and read by `crm status`; this command needs DuckDB or PostgreSQL"
+
+
+def usable_spark_dir(spark_dir: Path) -> None:
+    """A one-line refusal when this process cannot use the Spark warehouse under
+    ``spark_dir``: the extra is not installed, or another process holds its catalog."""
+    try:
+        spark_session.require_extra()
+    except RuntimeError as exc:
+        raise UserError(str(exc), "the default install has no Spark") from None
+    if spark_session.catalog_in_use(spark_dir):
+        raise UserError(f"the Spark warehouse at {spark_dir} is in use by another process "
+                        "(its embedded catalog takes one process at a time)",
+                        "wait until it ends (`crm status` shows the night's stage)")
 
 
 def _warehouse_url(home: Path, warehouse: Optional[str]) -> str:

@@ -10,6 +10,7 @@ per failure; nothing is published then.
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -17,7 +18,7 @@ from typing import Optional
 import typer
 
 from crm_pipeline import gates, spark_session
-from crm_pipeline.cli_common import UserError, _guard, _home, _parse_date, console
+from crm_pipeline.cli_common import UserError, _guard, _home, _parse_date, console, usable_spark_dir
 from crm_pipeline.connections import WarehouseConfig
 from crm_pipeline.publish_spark import publish_spark
 from crm_pipeline.warehouse import Warehouse
@@ -29,12 +30,9 @@ spark_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_
 def spark_warehouse(spark_dir: Path) -> Warehouse:
     """The Spark warehouse under ``spark_dir``, on the process's session (one-line errors
     when the extra or Java is missing)."""
+    usable_spark_dir(spark_dir)
     try:
         spark_session.open_session(spark_dir)
-    except spark_session.CatalogInUse as exc:
-        raise UserError(str(exc), "wait until it ends (`crm status` shows the night's stage)") from None
-    except RuntimeError as exc:  # the extra is missing
-        raise UserError(str(exc), "the default install has no Spark") from None
     except Exception as exc:  # pyspark could not start its JVM
         if "JAVA" in str(exc).upper():
             raise UserError("Spark could not start Java", "install Java 17 (Debian: default-jre-headless)") from None
@@ -69,7 +67,7 @@ def publish_command(
 def _gate_and_publish(swh: Warehouse, home: Path, day: date) -> None:
     """Gate 2 on the Spark marts, then publish them; a refusal publishes nothing."""
     run_id = f"spark_publish__{day.isoformat()}T{datetime.now(timezone.utc):%H:%M:%S}"
-    started = datetime.now(timezone.utc)
+    started = time.perf_counter()
     verdict = gates.gate2_audit(swh, as_of=day, docs_dir=home / "docs" / "gx", settings=gates.GateSettings.from_env())
     for warning in verdict.warnings:
         console.print(f"  [yellow]{warning}[/]")
@@ -77,7 +75,7 @@ def _gate_and_publish(swh: Warehouse, home: Path, day: date) -> None:
         for line in verdict.failures:
             console.print(f"  [red]{line}[/]")
         raise UserError("gate 2 refused the Spark marts; nothing was published", "see the lines above")
-    gate_seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    gate_seconds = time.perf_counter() - started
     result = publish_spark(swh, day, run_id)
     skipped = f" ({len(result.skipped_current)} current tables kept: a newer date is published)" \
         if result.skipped_current else ""

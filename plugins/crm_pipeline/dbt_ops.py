@@ -12,8 +12,10 @@ A failing model or test ends the task with one line per failed node.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from cosmos import settings as cosmos_settings
 from cosmos.config import ProfileConfig
@@ -22,7 +24,6 @@ from cosmos.dbt.project import get_partial_parse_path
 from cosmos.operators.local import DbtBuildLocalOperator
 
 from crm_pipeline import dbt_seeds, docs_site, progress, runs, settings
-from crm_pipeline.dbt_invoke import dbt_environment, summarise_results
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.file_digest import files_md5
 from crm_pipeline.publish import PUBLISHED_TABLES
@@ -40,6 +41,46 @@ STAGE_EXCLUDE = {
     "dbt_staging": ["path:models/marts+"],
     "dbt_marts": [],
 }
+
+
+@contextlib.contextmanager
+def dbt_environment(env: dict[str, str]) -> Iterator[None]:
+    """The variables profiles.yml reads, set for a dbt invocation in this process and put
+    back afterwards."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def summarise_results(result: Any) -> tuple[dict[str, int], list[str]]:
+    """Counts per status and one line per failed node, from a dbtRunnerResult."""
+    counts: dict[str, int] = {}
+    failures: list[str] = []
+    run = getattr(result, "result", None)
+    for node_result in getattr(run, "results", None) or []:
+        status = str(getattr(node_result, "status", "unknown")).lower().split(".")[-1]
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("error", "fail", "runtime error"):
+            node = node_result.node
+            where = f"{node.resource_type} {getattr(node, 'schema', '')}.{node.name}".replace(" .", " ")
+            failures.append(f"{where}: {_first_cause(node_result.message) or status}")
+    return counts, failures
+
+
+def _first_cause(message: str | None) -> str:
+    """The line of a dbt node's message that says what went wrong: dbt opens a model's
+    error with "Runtime Error in model X (path)", and the database's words follow."""
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    if len(lines) > 1 and re.match(r"^\w+ Error in \w+ ", lines[0]):
+        return lines[1]
+    return lines[0] if lines else ""
 
 
 def node_progress(stage: str) -> Callable[[Any], None]:
