@@ -376,6 +376,9 @@ def test_a_warehouse_in_use_by_another_process_is_a_one_line_answer(built):
         assert status.returncode == 0, status.stderr[-2000:]
         shown = json.loads(status.stdout)
         assert shown["from_snapshot"] is True and [r["status"] for r in shown["runs"]] == ["success"]
+        # the published tables too, as the last publish left them (the snapshot keeps them)
+        assert {t["table"] for t in shown["tables"]} == {t.name for t in PUBLISHED_TABLES}, shown["tables"]
+        assert {t["as_of"] for t in shown["tables"]} == {AS_OF.isoformat()}
         for args in (("run", "--home", str(built), "--as-of", AS_OF.isoformat(), "--warehouse", url),
                      ("spark", "publish", "--home", str(built))):
             done = with_spark("crm", *args)

@@ -12,6 +12,7 @@ when the report is shown, so an old snapshot still tells a dead run from a live 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from datetime import date, datetime, timezone
@@ -43,7 +44,7 @@ def collect(wh: Warehouse, limit: int = 10, control: Warehouse | None = None) ->
     if control.table_exists("ops", "pipeline_runs"):
         out["runs"] = _runs(control, limit)
     if wh.table_exists("ops", "published_versions"):
-        out["tables"] = _tables(wh)
+        out["tables"] = newest_versions(wh)
     return out
 
 
@@ -70,7 +71,7 @@ def _runs(wh: Warehouse, limit: int) -> list[dict[str, Any]]:
     return runs
 
 
-def _tables(wh: Warehouse) -> list[dict[str, Any]]:
+def newest_versions(wh: Warehouse) -> list[dict[str, Any]]:
     """Every published table's newest version: its ``as_of``, when and how many rows."""
     tables: list[dict[str, Any]] = []
     for table, mode, as_of, published_at, rows in wh.query(
@@ -122,13 +123,24 @@ def snapshot_path(config: WarehouseConfig) -> Path | None:
     return config.duckdb_path.with_name(config.duckdb_path.name + ".status.json")
 
 
-def write_snapshot(wh: Warehouse) -> None:
-    """Write what ``crm status`` would read, beside a DuckDB file (atomically)."""
+def write_snapshot(wh: Warehouse, tables: list[dict[str, Any]] | None = None) -> None:
+    """Write what ``crm status`` would read, beside a DuckDB file (atomically).
+
+    A Spark warehouse's control file holds the run record but not the published versions
+    (they are in Spark): its publish passes ``tables`` (``newest_versions`` of the Spark
+    warehouse), and later snapshots keep them, so that ``crm status`` shows the published
+    tables while a night holds the catalog."""
     path = snapshot_path(wh.config)
     if path is None:
         return
+    collected = collect(wh, SNAPSHOT_RUNS)
+    if tables is not None:
+        collected["tables"] = tables
+    elif not wh.table_exists("ops", "published_versions") and path.exists():
+        with contextlib.suppress(ValueError, KeyError):
+            collected["tables"] = json.loads(path.read_text())["tables"]
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(collect(wh, SNAPSHOT_RUNS), default=str))
+    temporary.write_text(json.dumps(collected, default=str))
     os.replace(temporary, path)
 
 
