@@ -17,7 +17,7 @@ MARIADB_URL = os.environ.get("CRM_TEST_MARIADB_URL", "mysql+pymysql://root@127.0
 #: running alone at the end while the other worker idles (pyproject.toml: --no-loadscope-reorder)
 SLOWEST_FILES_FIRST = (
     "test_spark.py", "test_bench.py", "test_run_records.py", "test_night_sequence.py", "test_incremental_models.py",
-    "test_airflow_backfill.py", "test_secrets.py", "test_backfill.py", "test_warehouses.py",
+    "test_airflow_backfill.py", "test_secrets.py", "test_warehouses.py",
     "test_airflow_celery.py", "test_credit_desk.py",
 )
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import subprocess
 import sys
+import time
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -136,3 +138,37 @@ def headless_chromium(*arguments: str, browser_log: bool = False):
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(60)
     return driver
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+
+
+def read_as_it_comes(proc: subprocess.Popen, fd: int, timeout: float = 600) -> list[tuple[float, str]]:
+    """(seconds since start, text) for every piece of output, until the process ends."""
+    started = time.monotonic()
+    pieces: list[tuple[float, str]] = []
+    while time.monotonic() - started < timeout:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            pieces.append((time.monotonic() - started, chunk.decode(errors="replace")))
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=60)
+    pieces.append((time.monotonic() - started, ""))
+    return pieces
+
+
+def first_match(pieces: list[tuple[float, str]], pattern: str) -> float:
+    """When the output first matched ``pattern`` (escape codes removed)."""
+    seen = ""
+    for at, text in pieces:
+        seen += ANSI.sub("", text)
+        if re.search(pattern, seen, re.M):
+            return at
+    raise AssertionError(f"{pattern!r} never shown:\n{ANSI.sub('', ''.join(t for _, t in pieces))[-3000:]}")

@@ -111,29 +111,27 @@ def _bench(tmp_path, scale_name: str, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_bench_at_scale_s_runs_every_phase(tmp_path):
+def test_bench_at_scale_s_runs_the_full_load_the_increment_and_the_fixed_cost(tmp_path):
     """The benchmark at scale S in CI (DuckDB warehouse; the PostgreSQL warehouse at S
-    takes longer than CI allows, it runs at a small scale below and at L by hand): every
-    phase completes, the counts are the source's, no target is asserted (they bind at L)."""
+    takes longer than CI allows, it runs at a small scale below and at L by hand; so do
+    the phases on twice the history, docs/performance.md): every phase completes, the
+    counts are the source's, no target is asserted (they bind at L)."""
     started = time.monotonic()
-    fig = _bench(tmp_path, "S", "--warehouse", "duckdb", "--skip-naive")
+    fig = _bench(tmp_path, "S", "--warehouse", "duckdb", "--skip-naive", "--phases", "full,increment,fixed")
     elapsed = time.monotonic() - started
     assert (fig["customers"], fig["orders"]) == (100_000, 2_000_000)
     runs = {(r["phase"], r["warehouse"]): r for r in fig["runs"]}
-    assert set(runs) == {(p, "duckdb") for p in ("full", "increment", "full_2x", "increment_2x", "fixed_first", "fixed")}
+    assert set(runs) == {(p, "duckdb") for p in ("full", "increment", "fixed_first", "fixed")}
     assert all(r["ok"] for r in runs.values()), [r["message"] for r in runs.values() if not r["ok"]]
     s_counts = {"customers": 100_000, "contacts": 200_000, "orders": 2_000_000, "complaints": 20_000,
                 "financial_statements": 160_000}
     for w in ("duckdb",):
         stages = runs[("full", w)]["stages"]
         assert {e: stages[f"extract:{e}"]["rows"] for e in s_counts} == s_counts, w
-        full2 = runs[("full_2x", w)]["stages"]
-        assert full2["extract:orders"]["rows"] == 4_000_000 and full2["extract:complaints"]["rows"] == 40_000
-        for phase in ("increment", "increment_2x"):
-            inc = runs[(phase, w)]["stages"]
-            # 6000 changes: 3000 new orders and up to 3000 changed ones, plus the overlap's re-reads
-            assert inc["extract:orders"]["rows"] >= 3000, (phase, w)
-            assert inc["extract:orders"]["rows"] < 2_000_000 * 0.01, (phase, w)
+        inc = runs[("increment", w)]["stages"]
+        # 6000 changes: 3000 new orders and up to 3000 changed ones, plus the overlap's re-reads
+        assert inc["extract:orders"]["rows"] >= 3000, w
+        assert inc["extract:orders"]["rows"] < 2_000_000 * 0.01, w
         total = runs[("full", w)]["stages"]["total"]
         assert total["peak_rss_mb"] > 100 and total["seconds"] > 0
         for name, st in stages.items():
@@ -144,7 +142,7 @@ def test_bench_at_scale_s_runs_every_phase(tmp_path):
     assert ref["connectorx_arrow"]["rows"] == 2_000_000
     assert "pandas_read_sql" not in ref
     assert 0 < fig["ratios"]["extract_vs_copy"]
-    assert fig["ratios"]["increment_2x_ratio"] > 0
+    assert "increment_2x_ratio" not in fig["ratios"] and "h2" not in fig["sources"]
     # the fixed cost: the next night of a 200-customer source, next to the increment
     assert runs[("fixed", "duckdb")]["stages"]["extract:customers"]["rows"] < 200
     inc_total = runs[("increment", "duckdb")]["stages"]["total"]["seconds"]
@@ -169,10 +167,9 @@ def test_bench_on_a_postgresql_warehouse(tmp_path):
     """The same benchmark with a PostgreSQL warehouse, at a small scale: the run record is
     read back from PostgreSQL, the counts are the source's (2000 customers, 4000
     contacts, 40000 orders, 400 complaints, 800 × 4 statements)."""
-    fig = _bench(tmp_path, "2000x40000", "--warehouse", "postgres", "--skip-reference",
-                 "--phases", "full,increment")
+    fig = _bench(tmp_path, "2000x40000", "--warehouse", "postgres", "--skip-reference", "--phases", "full")
     runs = {(r["phase"], r["warehouse"]): r for r in fig["runs"]}
-    assert set(runs) == {("full", "postgres"), ("increment", "postgres")}
+    assert set(runs) == {("full", "postgres")}
     assert all(r["ok"] for r in runs.values())
     stages = runs[("full", "postgres")]["stages"]
     assert {e: stages[f"extract:{e}"]["rows"] for e in ("customers", "contacts", "orders", "complaints",
@@ -180,8 +177,6 @@ def test_bench_on_a_postgresql_warehouse(tmp_path):
         "customers": 2000, "contacts": 4000, "orders": 40_000, "complaints": 400, "financial_statements": 3200}
     for stage in ("extract", "dbt_staging", "clv_fit", "dbt_marts", "gate", "publish"):
         assert stages[stage]["seconds"] > 0, stage
-    # 0.3% of 40000 = 120 changes, 60 of them new orders
-    assert runs[("increment", "postgres")]["stages"]["extract:orders"]["rows"] >= 60
     # the slowest dbt models of each run, named after the project's models and seeds
     dbt_dir = Path(__file__).resolve().parents[1] / "dbt_project"
     nodes = {p.stem for p in [*(dbt_dir / "models").rglob("*.sql"), *(dbt_dir / "seeds").rglob("*.csv")]}

@@ -21,7 +21,7 @@ snapshot grades from reconstructed data and segment migration has no previous ni
 Every published table must equal the rebuild's row for row (all columns but the run's
 clocks and ids, helpers' ``VOLATILE``): history tables on the slice of that date, current
 tables whole. The backfill of D1 must give D1's slices again and leave the current tables
-at D3.
+at D3; afterwards every history table holds one row per customer and date.
 """
 
 from __future__ import annotations
@@ -135,3 +135,17 @@ def test_a_sequence_of_nights_publishes_what_a_full_rebuild_publishes(tmp_path):
     # a re-run of D3 changes nothing
     _run("run", *args, "--as-of", D3.isoformat())
     assert _differences(_published(url, D3), rebuilt_d3) == []
+    # and after the backfill and the re-run every history table of customers holds one row
+    # per customer and slice, and the segment history a slice for each date of the sequence
+    history = {t.name: t.key for t in PUBLISHED_TABLES if t.mode == "history"}
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        per_customer = {table for (table,) in con.execute(
+            "select table_name from information_schema.columns where table_schema = 'published' "
+            "and column_name = 'customer_id'").fetchall()} & set(history)
+        assert {"customer_segment_history", "customer_lifetime_value", "customer_credit_grades"} <= per_customer
+        for table in sorted(per_customer):
+            total, distinct = con.execute(f"select count(*), count(distinct (customer_id, {history[table]})) "
+                                          f"from published.{table}").fetchone()
+            assert total == distinct > 0, table
+        assert [r[0] for r in con.execute("select distinct as_of from published.customer_segment_history "
+                                          "order by 1").fetchall()] == [D0, D1, D2, D3]

@@ -3,6 +3,7 @@ when it was last seen, instead of "running" for ever."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import duckdb
 import pytest
 
 from crm_pipeline import runs
-from helpers import PROJECT_ROOT, crm
+from helpers import ANSI, PROJECT_ROOT, crm, first_match, read_as_it_comes
 
 AS_OF = "2026-03-31"
 
@@ -208,20 +209,30 @@ def test_a_second_run_on_a_busy_home_is_refused_and_the_home_runs_normally_after
     names the run in progress; the first succeeds; the home then runs the date the refused
     run asked for again, as a home that never saw two runs at once."""
     home = tmp_path / "home"
-    env = {**os.environ, "COLUMNS": "200", "CRM_DBT_DOCS": "0"}
+    # a capable terminal type, but the output goes to a pipe: a log gets plain lines
+    env = {**os.environ, "COLUMNS": "200", "CRM_DBT_DOCS": "0", "TERM": "xterm-256color"}
     first = subprocess.Popen([sys.executable, "-m", "crm_pipeline.cli", "run", "--home", str(home), "--as-of", AS_OF,
                               "--customers", "400"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    lock = home / "run.lock"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
-        time.sleep(0.2)
-    assert lock.read_text(), "the first run did not take the home's lock"
-    started = time.monotonic()
-    second = crm("run", "--home", str(home), "--as-of", AS_OF, timeout=300)
-    refused_in = time.monotonic() - started
-    output, _ = first.communicate(timeout=900)
+                             stderr=subprocess.STDOUT)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # its output, read as it comes
+        reading = pool.submit(read_as_it_comes, first, first.stdout.fileno(), 900)
+        lock = home / "run.lock"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+            time.sleep(0.2)
+        assert lock.read_text(), "the first run did not take the home's lock"
+        started = time.monotonic()
+        second = crm("run", "--home", str(home), "--as-of", AS_OF, timeout=300)
+        refused_in = time.monotonic() - started
+        pieces = reading.result()
+    output = "".join(text for _, text in pieces)
     assert first.returncode == 0, output[-3000:]
+    # the first run's log: one plain line per stage event, each as it happened
+    assert not ANSI.search(output), "escape codes in a log"
+    times = [at for stage in ("extract", "dbt_staging", "clv_fit", "dbt_marts", "gate", "publish")
+             for at in (first_match(pieces, rf"^\d\d:\d\d:\d\d {stage} started$"),
+                        first_match(pieces, rf"^\d\d:\d\d:\d\d {stage} ok in \d+\.\ds$"))]
+    assert times == sorted(times) and pieces[-1][0] - times[1] > 10, times
     assert second.returncode == 1
     message = " ".join(second.stderr.split())
     assert f"a run for {AS_OF} is in progress since" in message and f"PID {first.pid}" in message
