@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from crm_pipeline import gates, spark_session, status
+from crm_pipeline import gates, spark_session
 from crm_pipeline.cli_common import UserError, _guard, _home, _parse_date, console, usable_spark_dir
 from crm_pipeline.connections import WarehouseConfig
 from crm_pipeline.publish_spark import publish_spark
@@ -77,8 +77,6 @@ def _gate_and_publish(swh: Warehouse, home: Path, day: date) -> None:
         raise UserError("gate 2 refused the Spark marts; nothing was published", "see the lines above")
     gate_seconds = time.perf_counter() - started
     result = publish_spark(swh, day, run_id)
-    with Warehouse(swh.config.control) as control:  # what crm status shows while a night holds the catalog
-        status.write_snapshot(control, tables=status.newest_versions(swh))
     skipped = f" ({len(result.skipped_current)} current tables kept: a newer date is published)" \
         if result.skipped_current else ""
     console.print(f"gate 2 passed in {gate_seconds:.1f} s; published on Spark for {day}: "

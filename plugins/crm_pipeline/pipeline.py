@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from crm_pipeline import clv_step, clv_validation, dbt_ops, gates, runs, spark_landing, status
+from crm_pipeline import clv_step, clv_validation, dbt_ops, gates, runs, spark_landing
 from crm_pipeline import extract as extraction
 from crm_pipeline import publish as publishing
 from crm_pipeline import settings as crm_settings
@@ -174,8 +174,6 @@ def publish(run_id: str, as_of: date) -> dict[str, Any]:
             result = publish_spark(wh, as_of, run_id)
             result.reconciliation = reconciliation
             details["version"] = result.version
-            with control_of(wh) as control:  # crm status reads it while a night holds the catalog
-                status.write_snapshot(control, tables=status.newest_versions(wh))
         else:
             result = publishing.publish(wh, as_of, run_id)
         details.update({"tables": result.tables, "skipped_current": result.skipped_current, "attempts": result.attempts})

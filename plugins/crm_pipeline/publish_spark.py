@@ -35,6 +35,7 @@ from crm_pipeline.publish import (
     PublishResult, behind_published, check_same_columns, fault_point, publish_lock,
 )
 from crm_pipeline.spark_session import spark_literal
+from crm_pipeline.status import remember_published
 from crm_pipeline.warehouse import Warehouse, ident
 
 #: where the versions behind the published views are kept
@@ -89,6 +90,7 @@ def publish_spark(wh: Warehouse, as_of: date, run_id: str, *,
                         datetime.now(timezone.utc).replace(tzinfo=None), version))
             if i == 0:
                 fault_point("after_first_table")
+    remember_published(wh)  # crm status reads it while a night holds the catalog
     return PublishResult(as_of, published, skipped, 1, round(time.perf_counter() - started, 3), version=version)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -24,6 +25,8 @@ from crm_pipeline.liveness import abandoned_message, is_abandoned, now
 from crm_pipeline.warehouse import Warehouse
 
 SNAPSHOT_RUNS = 20
+
+log = logging.getLogger(__name__)
 
 
 def _text(value: Any) -> Any:
@@ -142,6 +145,16 @@ def write_snapshot(wh: Warehouse, tables: list[dict[str, Any]] | None = None) ->
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(collected, default=str))
     os.replace(temporary, path)
+
+
+def remember_published(spark_wh: Warehouse) -> None:
+    """Put a Spark warehouse's newest published versions into its control file's snapshot
+    (``write_snapshot``). A failure is a warning: the publish itself has happened."""
+    try:
+        with Warehouse(spark_wh.config.control) as control:
+            write_snapshot(control, tables=newest_versions(spark_wh))
+    except Exception:  # noqa: BLE001 - the snapshot serves crm status; the publish matters more
+        log.warning("could not write the published tables into the status snapshot", exc_info=True)
 
 
 def read_snapshot(config: WarehouseConfig, limit: int = 10) -> dict[str, Any] | None:
