@@ -154,12 +154,19 @@ def output_to(log_path: Path):
             terminal.close()
 
 
-def run_dag(as_of: date) -> tuple[str, str]:
-    """Run crm_nightly for ``as_of``; returns (Airflow run id, final state)."""
+def prepare():
+    """Make this process ready to run the DAG (after :func:`configure`): quiet loggers, the
+    metadata database, the DAG loaded, the night's libraries loaded and frozen. Returns the DAG."""
     _quiet()
     ensure_metadata_db()
     dag = load_dag()
     warm.load_and_freeze()
+    return dag
+
+
+def run_dag(as_of: date) -> tuple[str, str]:
+    """Run crm_nightly for ``as_of``; returns (Airflow run id, final state)."""
+    dag = prepare()
     when = run_after_for(as_of)
     dag_run = dag.test(logical_date=when, run_after=when)
     state = str(getattr(dag_run, "state", "unknown"))

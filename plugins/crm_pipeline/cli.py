@@ -38,6 +38,7 @@ from crm_pipeline.gates.credit_facts import describe as credit_describe
 from crm_pipeline.connections import SOURCE_CONN_ID, RunSettings, WarehouseConfig, redact
 from crm_pipeline.home_lock import HomeBusy, one_run_per_home
 from crm_pipeline.warehouse import Warehouse
+from crm_pipeline import warm_server
 
 # plain help (rich_markup_mode=None): a flag reads as a flag, "--debug", not "--debug <bool>"
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -341,6 +342,27 @@ def backfill(
         raise typer.Exit(1)
 
 
+@app.command("serve")
+@_guard
+def serve(
+    home: Optional[Path] = typer.Option(None, "--home", help="State folder (default ./.crm)."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the home's warm server after its night, if any."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Keep the home's nights warm: load Airflow, dbt and Great Expectations once and run
+    every `crm run` and `crm backfill` of this home in this process (foreground; stop it
+    with Ctrl-C, SIGTERM or `crm serve --stop`)."""
+    home_dir = _home(home)
+    if stop:
+        answer = warm_server.stop(home_dir)
+        if answer is None:
+            raise UserError(f"no warm server serves {home_dir}", "start one with `crm serve`")
+        after = " after its night" if answer.get("busy") else ""
+        console.print(f"the warm server of {home_dir} (PID {answer.get('pid')}) stops{after}")
+        return
+    warm_server.serve(home_dir, run_command, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
+
+
 app.command("bench")(bench)
 app.command("status")(status)
 app.command("reconcile")(reconcile)
@@ -353,25 +375,29 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(spark_app, name="spark")
 
 
-def main() -> None:
+def run_command(arguments: list[str]) -> int:
+    """Run one ``crm`` command with ``arguments`` in this process and return its exit code
+    (``main`` for a command of its own, the warm server for a night it is handed)."""
     # Libraries that run in this process record its command line (dbt writes it into its
     # logs and run_results.json): a password given in a --source or --warehouse URL is
     # replaced before anything runs; the options are parsed from the arguments as given.
-    arguments = sys.argv[1:]
-    sys.argv = [redact(arg) for arg in sys.argv]
+    sys.argv = ["crm", *(redact(arg) for arg in arguments)]
     # with the extra 'spark', pyspark says on import that it does not test pandas 3; the
     # pipeline hands it Arrow tables only (crm_pipeline.spark_session)
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    code: int = 0
     try:
-        app(args=arguments)
+        app(args=arguments, prog_name="crm")
     except KeyboardInterrupt:
-        code = 130
+        return 130
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    _end_process(code)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def main() -> None:
+    _end_process(run_command(sys.argv[1:]))
 
 
 def _end_process(code: int) -> None:

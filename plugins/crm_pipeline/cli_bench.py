@@ -34,13 +34,15 @@ def bench(
     phases: str = typer.Option("full,increment,full_2x,increment_2x,fixed", "--phases",
                                help="Which phases to run (comma-separated); fixed is the next night of a "
                                     "200-customer source, the fixed cost of any night."),
+    warm: bool = typer.Option(False, "--warm", help="Hand every night to a warm server (`crm serve`) of its home, "
+                                                   "started before its first night; its load time is shown apart."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Run the real DAG at scale (full load, one nightly increment, the same on twice the
     history) and print seconds, rows/s and peak RSS per stage, the reference readers and
     the targets."""
     if scale.strip().lower() == "demo":
-        _demo(home, as_of, json_file)
+        _demo(home, as_of, json_file, warm)
         return
     if not source:
         raise UserError("crm bench needs a PostgreSQL server for its source",
@@ -55,7 +57,7 @@ def bench(
     try:
         with console.status("benchmark …") as status:
             result = benchmark.run_bench(scale, source, list(warehouse or ["duckdb", "postgres"]), bench_home, as_of=as_of_d,
-                                 skip_naive=skip_naive, skip_reference=skip_reference, phases=chosen,
+                                 skip_naive=skip_naive, skip_reference=skip_reference, phases=chosen, warm=warm,
                                  on_event=lambda text: (status.update(text), console.log(text)))
     except ValueError as exc:
         raise UserError(str(exc), "see `crm bench --help`") from None
@@ -68,12 +70,12 @@ def bench(
         raise UserError("a benchmark run failed", f"see the run logs under {bench_home}")
 
 
-def _demo(home: Optional[Path], as_of: Optional[str], json_file: Optional[Path]) -> None:
+def _demo(home: Optional[Path], as_of: Optional[str], json_file: Optional[Path], warm: bool) -> None:
     """``crm bench --scale demo``: the embedded default, first run and next day."""
     as_of_d = _parse_date(as_of, "--as-of") or benchmark.DEFAULT_AS_OF
     bench_home = (home or _home(None) / "bench").resolve()
     with console.status("benchmark …") as status:
-        result = benchmark.run_demo_bench(bench_home, as_of=as_of_d,
+        result = benchmark.run_demo_bench(bench_home, as_of=as_of_d, warm=warm,
                                           on_event=lambda text: (status.update(text), console.log(text)))
     benchmark.render(result, console)
     if json_file:

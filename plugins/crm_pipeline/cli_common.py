@@ -26,6 +26,14 @@ from crm_pipeline.warehouse import Warehouse
 console = Console(stderr=False)
 err = Console(stderr=True)
 
+
+def refresh_consoles() -> None:
+    """Detect the terminal behind ``console`` and ``err`` again (colours, width): they are
+    made once per process, and a warm server runs each night on its caller's terminal or
+    pipe (crm_pipeline.warm_server)."""
+    Console.__init__(console, stderr=False)
+    Console.__init__(err, stderr=True)
+
 DEFAULT_CUSTOMERS = 5000
 DEFAULT_SEED = 42
 

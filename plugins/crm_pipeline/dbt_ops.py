@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -92,6 +93,22 @@ def node_progress(stage: str) -> Callable[[Any], None]:
             progress.emit(stage, "running", None, f"node {event.data.index} of {event.data.total}")
 
     return on_event
+
+
+def release_warehouse_file() -> None:
+    """Close the DuckDB database dbt's DuckDB adapter keeps open after an invocation.
+
+    The adapter holds it in a class attribute until the process ends, and with it the
+    warehouse file's lock: a process that lives on after the night (a warm server,
+    docs/design.md "Warm nights") would keep BI and ``crm status`` out of the file. Only
+    looked up when dbt has loaded that adapter."""
+    adapter = sys.modules.get("dbt.adapters.duckdb.connections")
+    manager = getattr(adapter, "DuckDBConnectionManager", None)
+    if manager is None or manager._ENV is None:
+        return
+    with contextlib.suppress(Exception):
+        manager._ENV.close()
+    manager.close_all_connections()
 
 
 class DbtStageError(RuntimeError):
@@ -216,6 +233,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
                 raise
             finally:
                 details.update(self._counts)
+                release_warehouse_file()
             if seeds:
                 with Warehouse(RunSettings.resolve().warehouse) as wh:
                     dbt_seeds.record_loaded(wh, self._seed_fingerprint, target)
@@ -283,6 +301,7 @@ def generate_docs(target_dir, as_of: str, *, force: bool = False) -> tuple[str, 
             "--target", env["CRM_DBT_TARGET"], "--target-path", str(target_dir),
             "--log-path", str(Path(target_dir) / "logs"), "--vars", f"{{as_of: '{as_of}'}}", "--quiet",
         ])
+    release_warehouse_file()
     if not result.success:
         raise DbtStageError(f"dbt docs generate failed: {result.exception or 'see the dbt log'}")
     # the published marts under their published names, and the data inside the page so

@@ -63,6 +63,10 @@ class BenchResult:
     ratios: dict[str, float | None] = field(default_factory=dict)
     targets: list[dict] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)
+    #: whether every night was handed to a warm server (``crm bench --warm``)
+    warm: bool = False
+    #: with ``warm``: each server's seconds from start until it answered, per home folder
+    server_load_seconds: dict[str, float] = field(default_factory=dict)
 
     def run(self, phase: str, warehouse: str) -> RunFigures | None:
         for r in self.runs:
@@ -76,6 +80,8 @@ class BenchResult:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                         "memory_gb": _memory_gb()},
             "sources": self.sources,
+            "warm": self.warm,
+            "server_load_seconds": self.server_load_seconds,
             "runs": [r.as_dict() for r in self.runs],
             "reference": self.reference,
             "ratios": self.ratios,

@@ -174,6 +174,10 @@ def render(result: BenchResult, console: Console) -> None:
             t.add_row("", "", "message", run.message[:120], "", "", "")
         t.add_section()
     console.print(t)
+    if result.warm:
+        loads = ", ".join(f"{home} {sec:.1f} s" for home, sec in result.server_load_seconds.items())
+        console.print(f"every night ran in a warm server (`crm serve`); loading them, apart from the nights: {loads}",
+                      highlight=False)
     if any(run.slowest_models for run in result.runs):
         m = Table(title="slowest dbt models per run")
         for col in ("phase", "warehouse", "dbt stage", "model", "seconds"):

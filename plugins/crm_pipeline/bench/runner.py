@@ -12,6 +12,9 @@ targets."""
 # 4. ``fixed``: the next night of a tiny source on DuckDB, after its first load
 #    (``fixed_first``): the fixed cost of any night.
 #
+# With ``warm``, every night is handed to a warm server (``crm serve``) of its home,
+# started before the home's first night; the servers' load time is reported apart.
+#
 # ``spark`` among the warehouses runs the same nights on a local Spark session
 # (``spark:///…``, the extra ``spark``), next to DuckDB.
 #
@@ -37,7 +40,7 @@ from crm_pipeline.bench.reference import REFERENCES, run_reference
 from crm_pipeline.bench.report import evaluate
 from crm_pipeline.bench.scale import ensure as ensure_scaled_source
 from crm_pipeline.bench.scale import parse_scale
-from crm_pipeline.bench.timed_run import run_pipeline
+from crm_pipeline.bench.timed_run import WarmServers, run_pipeline
 from crm_pipeline.connections import redact
 from crm_pipeline.contract import ENTITIES
 from crm_pipeline.demo.source import advance_source
@@ -56,7 +59,7 @@ DEFAULT_AS_OF = date(2025, 6, 15)
 
 
 def _demo_source_nights(folder: Path, customers: int, as_of: date, phases: tuple[str, str], say,
-                        before_first=None) -> list:
+                        before_first=None, servers: WarmServers | None = None) -> list:
     """A SQLite demo source of ``customers`` in a fresh ``folder`` with a DuckDB warehouse:
     its first night (``as_of``) and the next one, timed as ``phases``."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -67,28 +70,39 @@ def _demo_source_nights(folder: Path, customers: int, as_of: date, phases: tuple
     advance_source(source, as_of, customers=customers)
     if before_first is not None:
         before_first(source)
-    runs = [run_pipeline(phases[0], "duckdb", folder, as_of, source, warehouse)]
+    runs = [run_pipeline(phases[0], "duckdb", folder, as_of, source, warehouse, servers)]
     day = as_of + timedelta(days=1)
     advance_source(source, day, customers=customers)
     say(f"{phases[1]}: the next night ({day}) …")
-    runs.append(run_pipeline(phases[1], "duckdb", folder, day, source, warehouse))
+    runs.append(run_pipeline(phases[1], "duckdb", folder, day, source, warehouse, servers))
     return runs
 
 
-def run_demo_bench(home: Path, *, as_of: date = DEFAULT_AS_OF, on_event=None) -> BenchResult:
+def run_demo_bench(home: Path, *, as_of: date = DEFAULT_AS_OF, warm: bool = False, on_event=None) -> BenchResult:
     """The embedded default as a user runs it: the demo source in SQLite and a DuckDB
     warehouse, the first run and the next day (docs/performance.md)."""
     say = on_event or (lambda text: None)
-    result = BenchResult("DEMO", 0, 0, as_of)
+    result = BenchResult("DEMO", 0, 0, as_of, warm=warm)
 
     def describe(source: str) -> None:
         counts = _source_counts(source)
         result.customers, result.orders = counts["customers"], counts["orders"]
         result.sources["demo"] = {"url": "sqlite (demo)", "rows": counts}
 
-    result.runs.extend(_demo_source_nights(home / "demo", DEMO_CUSTOMERS, as_of, DEMO_PHASES, say, describe))
+    servers = WarmServers() if warm else None
+    try:
+        result.runs.extend(_demo_source_nights(home / "demo", DEMO_CUSTOMERS, as_of, DEMO_PHASES, say, describe,
+                                               servers))
+    finally:
+        _stop(servers, result)
     evaluate(result)
     return result
+
+
+def _stop(servers: WarmServers | None, result: BenchResult) -> None:
+    if servers is not None:
+        servers.stop()
+        result.server_load_seconds = dict(servers.load_seconds)
 
 
 def _source_counts(source: str) -> dict[str, int]:
@@ -103,11 +117,23 @@ def _source_counts(source: str) -> dict[str, int]:
 
 def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *, as_of: date = DEFAULT_AS_OF,
               skip_naive: bool = False, skip_reference: bool = False, phases: tuple[str, ...] = PHASES,
-              on_event=None) -> BenchResult:
+              warm: bool = False, on_event=None) -> BenchResult:
     """Everything ``crm bench`` does; ``on_event(text)`` reports progress."""
     customers, orders = parse_scale(scale_name)
-    say = on_event or (lambda text: None)
-    result = BenchResult(scale_name.upper(), customers, orders, as_of)
+    result = BenchResult(scale_name.upper(), customers, orders, as_of, warm=warm)
+    servers = WarmServers() if warm else None
+    try:
+        _run_phases(result, source, warehouses, home, skip_naive=skip_naive, skip_reference=skip_reference,
+                    phases=phases, servers=servers, say=on_event or (lambda text: None))
+    finally:
+        _stop(servers, result)
+    evaluate(result)
+    return result
+
+
+def _run_phases(result: BenchResult, source: str, warehouses: list[str], home: Path, *, skip_naive: bool,
+                skip_reference: bool, phases: tuple[str, ...], servers: WarmServers | None, say) -> None:
+    customers, orders, as_of = result.customers, result.orders, result.as_of
     home.mkdir(parents=True, exist_ok=True)
     base = database_name(source)
     wh_targets: list[tuple[str, str]] = []  # (label, url or "duckdb")
@@ -151,16 +177,16 @@ def run_bench(scale_name: str, source: str, warehouses: list[str], home: Path, *
         if full in phases:
             for label, _ in wh_targets:
                 say(f"{full} on {label} …")
-                result.runs.append(run_pipeline(full, label, home / f"{label}-h{factor}", as_of, src, urls[label]))
+                result.runs.append(run_pipeline(full, label, home / f"{label}-h{factor}", as_of, src, urls[label],
+                                                servers))
         if inc in phases:
             day = as_of + timedelta(days=1)
             say(f"source ×{factor} history: one day of changes ({day}) …")
             ensure_scaled_source(src, customers=customers, orders=orders, until=day, history_factor=factor)
             for label, _ in wh_targets:
                 say(f"{inc} on {label} …")
-                result.runs.append(run_pipeline(inc, label, home / f"{label}-h{factor}", day, src, urls[label]))
+                result.runs.append(run_pipeline(inc, label, home / f"{label}-h{factor}", day, src, urls[label],
+                                                servers))
     if "fixed" in phases:  # the fixed cost of a night: the next night of a tiny source
         result.runs.extend(_demo_source_nights(home / "fixed", FIXED_COST_CUSTOMERS, as_of, ("fixed_first", "fixed"),
-                                               say))
-    evaluate(result)
-    return result
+                                               say, servers=servers))

@@ -1,6 +1,7 @@
 """One timed ``crm run`` for the benchmark: the real nightly DAG in a child process whose
 whole process tree's memory is sampled, then its run record read back from the warehouse
-as seconds, rows and peak RSS per stage."""
+as seconds, rows and peak RSS per stage; with ``--warm``, the warm servers (``crm serve``)
+the nights are handed to, their memory sampled with the run's."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from crm_pipeline import warm_client
 from crm_pipeline.bench.figures import RunFigures, StageFigure
 from crm_pipeline.connections import WarehouseConfig
 from crm_pipeline.contract import ENTITIES
@@ -24,15 +26,19 @@ from crm_pipeline.warehouse import Warehouse
 SLOWEST_MODELS = 6
 
 
+#: longest wait for a warm server to load
+SERVER_LOAD_TIMEOUT_S = 300
+
+
 class TreeSampler:
-    """Samples the summed RSS of a process and all its descendants every ``interval``
+    """Samples the summed RSS of processes and all their descendants every ``interval``
     seconds; ``peak(start, end)`` over a stage's interval in ``ops.run_stages`` is that
     stage's peak RSS."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    def __init__(self, *pids: int, interval: float = 0.2):
         import psutil
 
-        self._root = psutil.Process(pid)
+        self._roots = [psutil.Process(pid) for pid in pids]
         self._interval = interval
         self.samples: list[tuple[datetime, float]] = []
         self._stop = threading.Event()
@@ -44,7 +50,7 @@ class TreeSampler:
         while not self._stop.is_set():
             total = 0
             try:
-                procs = [self._root, *self._root.children(recursive=True)]
+                procs = [p for root in self._roots for p in (root, *root.children(recursive=True))]
             except psutil.Error:
                 break
             for p in procs:
@@ -76,14 +82,51 @@ def _crm_command() -> list[str]:
     return [found] if found else [sys.executable, "-c", "from crm_pipeline.cli import main; main()"]
 
 
-def _sampled_child(cmd: list[str], out_path: Path) -> tuple[int, float, TreeSampler, str]:
-    """Run ``cmd`` with its output in ``out_path`` while its process tree is sampled;
-    returns its exit code, wall seconds, the sampler and its last lines (the reason when it failed)."""
+class WarmServers:
+    """A warm server (``crm serve``) per home the benchmark's nights run in: started before
+    the home's first night, its load time kept apart from the nights, stopped at the end."""
+
+    def __init__(self) -> None:
+        self.procs: dict[Path, subprocess.Popen] = {}
+        #: seconds from start until the server answered, per home folder's name
+        self.load_seconds: dict[str, float] = {}
+
+    def pid(self, home: Path) -> int:
+        """The PID of the warm server of ``home``, started and loaded if it is not yet."""
+        if home not in self.procs:
+            t0 = time.perf_counter()
+            with open(home / "bench-serve.out", "w") as out:
+                proc = subprocess.Popen([*_crm_command(), "serve", "--home", str(home)], stdout=out,
+                                        stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            self.procs[home] = proc
+            while warm_client.ask(home, {"ping": True}) is None:
+                if proc.poll() is not None or time.perf_counter() - t0 > SERVER_LOAD_TIMEOUT_S:
+                    raise RuntimeError(f"the warm server of {home} did not start: see {home / 'bench-serve.out'}")
+                time.sleep(0.2)
+            self.load_seconds[home.name] = round(time.perf_counter() - t0, 1)
+        return self.procs[home].pid
+
+    def stop(self) -> None:
+        for home, proc in self.procs.items():
+            warm_client.ask(home, {"stop": True})
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+def _sampled_child(cmd: list[str], out_path: Path, server_pid: int | None = None
+                   ) -> tuple[int, float, TreeSampler, str]:
+    """Run ``cmd`` with its output in ``out_path`` while its process tree (and the warm
+    server's, if any) is sampled; returns its exit code, wall seconds, the sampler and its
+    last lines (the reason when it failed)."""
     t0 = time.perf_counter()
     with open(out_path, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        with TreeSampler(proc.pid) as sampler:
+        with TreeSampler(proc.pid, *([server_pid] if server_pid else [])) as sampler:
             rc = proc.wait()
     wall = time.perf_counter() - t0
     tail = " | ".join(
@@ -91,11 +134,14 @@ def _sampled_child(cmd: list[str], out_path: Path) -> tuple[int, float, TreeSamp
     return rc, wall, sampler, tail
 
 
-def run_pipeline(phase: str, label: str, home: Path, as_of: date, source: str, warehouse: str) -> RunFigures:
-    """``crm run`` in a child process, sampled, then its run record read back."""
+def run_pipeline(phase: str, label: str, home: Path, as_of: date, source: str, warehouse: str,
+                 servers: WarmServers | None = None) -> RunFigures:
+    """``crm run`` in a child process (handed to the home's warm server with ``servers``,
+    except on Spark), sampled, then its run record read back."""
     cmd = [*_crm_command(), "run", "--home", str(home), "--as-of", as_of.isoformat(), "--source", source,
            "--warehouse", warehouse]
-    rc, wall, sampler, tail = _sampled_child(cmd, home / f"bench-{phase}.out")
+    server_pid = servers.pid(home) if servers is not None and not warehouse.startswith("spark:") else None
+    rc, wall, sampler, tail = _sampled_child(cmd, home / f"bench-{phase}.out", server_pid)
     fig = RunFigures(phase, label, as_of, ok=rc == 0)
     if rc != 0:
         fig.message = tail
