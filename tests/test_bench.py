@@ -12,6 +12,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import psycopg2
 import pytest
 
@@ -115,9 +116,10 @@ def test_bench_at_scale_s_runs_the_full_load_the_increment_and_the_fixed_cost(tm
     """The benchmark at scale S in CI (DuckDB warehouse; the PostgreSQL warehouse at S
     takes longer than CI allows, it runs at a small scale below and at L by hand; so do
     the phases on twice the history, docs/performance.md): every phase completes, the
-    counts are the source's, no target is asserted (they bind at L)."""
+    counts are the source's, no target is asserted (they bind at L). The nights run in
+    warm servers (`--warm`), as a home with `crm serve` runs them."""
     started = time.monotonic()
-    fig = _bench(tmp_path, "S", "--warehouse", "duckdb", "--skip-naive", "--phases", "full,increment,fixed")
+    fig = _bench(tmp_path, "S", "--warehouse", "duckdb", "--skip-naive", "--phases", "full,increment,fixed", "--warm")
     elapsed = time.monotonic() - started
     assert (fig["customers"], fig["orders"]) == (100_000, 2_000_000)
     runs = {(r["phase"], r["warehouse"]): r for r in fig["runs"]}
@@ -161,6 +163,14 @@ def test_bench_at_scale_s_runs_the_full_load_the_increment_and_the_fixed_cost(tm
     assert "increment / full load (DuckDB)" in names and "full load / COPY ceiling time (DuckDB)" in names
     assert any(n.startswith("fixed cost (") for n in names)
     assert fig["targets"] and not any(t["binding"] for t in fig["targets"])
+    # every night of a home ran in that home's one warm server, loaded apart from the nights
+    assert fig["warm"] is True
+    assert set(fig["server_load_seconds"]) == {"duckdb-h1", "fixed"}
+    assert all(sec > 0 for sec in fig["server_load_seconds"].values())
+    for home in ("duckdb-h1", "fixed"):
+        with duckdb.connect(str(tmp_path / "bench" / home / "warehouse.duckdb"), read_only=True) as con:
+            pids = {pid for (pid,) in con.execute("select pid from ops.pipeline_runs").fetchall()}
+        assert len(pids) == 1, (home, pids)
 
 
 def test_bench_on_a_postgresql_warehouse(tmp_path):

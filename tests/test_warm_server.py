@@ -6,7 +6,8 @@ other: both publish the same tables row for row, the warm night is recorded unde
 server's process and its caller spends next to no CPU. Around that server: a second server
 on the same home, a night while a night runs, a night the server must not run (other
 import-time settings, Spark, code changed since it started: each runs in its own process,
-with the reason on one line), an interrupted night, and ``crm serve --stop``.
+with the reason on one line), an interrupted night (the server renews itself), and
+``crm serve --stop``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,18 @@ def _start_server(home: Path) -> subprocess.Popen:
         assert time.monotonic() < deadline, "the warm server did not answer within 5 minutes"
         time.sleep(0.2)
     return proc
+
+
+def _renewed(proc: subprocess.Popen, home: Path) -> dict:
+    """The server's answer once it has loaded afresh in the same process."""
+    deadline = time.monotonic() + 300
+    while True:
+        answer = warm_client.ask(home, {"ping": True})
+        if answer is not None and answer["nights"] == 0:
+            return answer
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the warm server did not load again within 5 minutes"
+        time.sleep(0.2)
 
 
 def _ended(proc: subprocess.Popen, timeout: float = 120) -> int:
@@ -145,19 +158,25 @@ def test_nights_the_server_must_not_run_run_in_their_own_process(homes, tmp_path
         assert server.poll() is None
         assert warm_client.ask(warm_home, {"ping": True})["nights"] == 0
 
-        # the package's code changes while the server runs: it stops, the night runs cold
+        # the package's code changes while the server runs: the night runs cold, the server
+        # loads again in the same process (and so serves the changed code)
         module = Path(warm_client.__file__)
         stat = module.stat()
         os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
         try:
             done, _ = _crm("run", "--home", str(warm_home), "--as-of", today)
+            assert "started before the code or the libraries changed: it reloads" in done.stderr
+            assert done.returncode == 1 and "has not ended" in done.stdout + done.stderr
+            assert _renewed(server, warm_home)["pid"] == server.pid
         finally:
             os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        assert "started before the code or the libraries changed: it stops" in done.stderr
-        assert done.returncode == 1 and "has not ended" in done.stdout + done.stderr
+        log = (warm_home / "logs" / "serve.log").read_text()
+        assert "refused" in log and "renews itself after 0 night(s)" in log
+        # stopped, it ends and takes its socket with it
+        stopped, _ = _crm("serve", "--home", str(warm_home), "--stop")
+        assert stopped.returncode == 0 and f"(PID {server.pid}) stops" in stopped.stdout
         assert _ended(server) == 0
         assert not warm_client.socket_path(warm_home).exists()
-        assert "refused" in (warm_home / "logs" / "serve.log").read_text()
     finally:
         if server.poll() is None:
             server.kill()
@@ -184,15 +203,18 @@ def test_a_busy_server_an_interrupted_night_and_stop(homes):
         assert f"a run for {day} is in progress" in second.stdout + second.stderr
         assert f"(PID {server.pid} on {socket.gethostname()})" in second.stdout + second.stderr
 
-        # Ctrl-C on the command interrupts the night in the server, which then stops
+        # Ctrl-C on the command interrupts the night in the server, which then loads afresh
         night.send_signal(signal.SIGINT)
         out, err = night.communicate(timeout=300)
         assert night.returncode == 130, out[-2000:] + err[-2000:]
         assert "interrupted" in out + err
-        assert _ended(server) == 0
-        assert not warm_client.socket_path(warm_home).exists()
+        assert _renewed(server, warm_home)["pid"] == server.pid
         assert _lock_is_free(warm_home)
-        assert "interrupted: the server stops" in (warm_home / "logs" / "serve.log").read_text()
+        assert "interrupted: the server renews itself" in (warm_home / "logs" / "serve.log").read_text()
+        # SIGTERM ends it, socket and all
+        server.terminate()
+        assert _ended(server) != 0
+        assert not warm_client.socket_path(warm_home).exists()
     finally:
         if server.poll() is None:
             server.kill()

@@ -2,16 +2,19 @@
 Expectations and the DAG once, then runs each night it is handed (``crm run``,
 ``crm backfill`` through ``crm_pipeline.warm_client``) in itself, one at a time, the way
 ``crm backfill`` runs its dates: a night no longer pays the imports and Airflow's first
-task, and the libraries' own caches stay filled between nights.
+task, and the libraries' own caches stay filled between nights. Every
+``RENEW_AFTER_NIGHTS`` nights, after an interrupted night and when its code changed, it
+renews itself: the same process loads afresh (``exec``), so what nights leave in memory
+does not pile up and an upgrade is picked up.
 
 A night runs on its caller's standard input, output and error, in its caller's
 environment and working folder, and answers with its exit code, so it behaves as a cold
 ``crm run``: same progress, summary, log, run record and home lock. The server refuses a
 night, and the client runs it in its own process instead, when the server cannot run it
 as a new process would: the package's code or the installed libraries changed since it
-started (the server then stops), settings read when Airflow or the package are imported
-differ, the night runs on Spark, or a night is already running (the client then meets
-the home lock, as a second cold run does). An interrupted night ends the server too.
+started (the server then renews itself), settings read when Airflow or the package are
+imported differ, the night runs on Spark, or a night is already running (the client then
+meets the home lock, as a second cold run does).
 docs/design.md, "Warm nights".
 """
 
@@ -42,8 +45,12 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 #: sets them otherwise than the server's runs in its own process
 IMPORT_TIME_PREFIXES = ("AIRFLOW__",)
 IMPORT_TIME_NAMES = ("CRM_DBT_PROJECT_DIR", "CRM_EXPECTATIONS_DIR", "PYTHONPATH")
-#: exit code of an interrupted command; the server does not serve another night after it
+#: exit code of an interrupted command; the server renews itself after it rather than
+#: trust what a half-run night left in its memory
 INTERRUPTED = 130
+#: nights after which the server renews itself: each night leaves a few MB in the process
+#: (about 5 MB a night of the 5,000-customer demo), and a year of nights should not
+RENEW_AFTER_NIGHTS = 50
 _STOP = object()
 
 
@@ -75,6 +82,10 @@ class WarmServer:
         self.busy = threading.Event()
         self.requests: queue.Queue = queue.Queue()
         self.stopping = False
+        #: set when the server should load afresh in the same process once it stops serving
+        self.renewing = False
+        #: the environment it was started with, before the home's Airflow settings
+        self.started_env = dict(os.environ)
         self.started_at = datetime.now(timezone.utc)
         self.env = import_time_settings(dict(os.environ))
         self.stamp = code_stamp()
@@ -122,19 +133,24 @@ class WarmServer:
                     break
                 self._serve(*item)
         except KeyboardInterrupt:
-            pass
+            self.renewing = False
         finally:
             self.close()
+        if self.renewing:
+            _flush()
+            os.execve(sys.executable, [sys.executable, "-m", "crm_pipeline.cli", "serve", "--home", str(self.home)],
+                      self.started_env)
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
             socket_path(self.home).unlink(missing_ok=True)
-            self._log(f"stopped after {self.nights} night(s)")
+            self._log(f"{'renews itself' if self.renewing else 'stopped'} after {self.nights} night(s)")
 
     def _terminate(self, _signum, _frame) -> None:
         self.stopping = True
+        self.renewing = False
         raise SystemExit(143)
 
     def _log(self, line: str) -> None:
@@ -176,6 +192,7 @@ class WarmServer:
                           "busy": self.busy.is_set(), "since": self.started_at.isoformat()})
         elif "stop" in message:
             answer(conn, {"stopping": True, "pid": os.getpid(), "busy": self.busy.is_set()})
+            self.renewing = False
             self.requests.put(_STOP)
         elif "night" in message and len(fds) == 3:
             if self.busy.is_set():
@@ -192,10 +209,10 @@ class WarmServer:
     # -- the main thread: one night ------------------------------------------------------
 
     def _refusal(self, night: list[str], env: dict[str, str]) -> tuple[str, bool] | None:
-        """Why this night runs in its own process instead, and whether the server stops."""
+        """Why this night runs in its own process instead, and whether the server renews itself."""
         if code_stamp() != self.stamp:
-            return (f"the warm server of {self.home} started before the code or the libraries changed: it stops, "
-                    "and this night runs in its own process (start `crm serve` again)"), True
+            return (f"the warm server of {self.home} started before the code or the libraries changed: it "
+                    "reloads, and this night runs in its own process"), True
         if import_time_settings(env) != self.env:
             changed = sorted(set(import_time_settings(env).items()) ^ set(self.env.items()))
             return (f"this night's environment sets {changed[0][0]} otherwise than the warm server of {self.home}: "
@@ -214,16 +231,18 @@ class WarmServer:
             if refusal is not None:
                 self._log(f"refused `crm {' '.join(redact(a) for a in night)}`: {refusal[0]}")
                 answer(conn, {"accepted": False, "say": refusal[0]})
-                self.stopping = self.stopping or refusal[1]
+                if refusal[1]:
+                    self.stopping = self.renewing = True
                 return
             answer(conn, {"accepted": True, "pid": os.getpid()})
             code = self._run(night, env, str(message.get("cwd") or self.home), fds)
             self.nights += 1
             self._log(f"`crm {' '.join(redact(a) for a in night)}` ended with {code} in "
                       f"{time.perf_counter() - started:.1f} s")
-            if code == INTERRUPTED:
-                self._log("the night was interrupted: the server stops")
-                self.stopping = True
+            if code == INTERRUPTED or self.nights % RENEW_AFTER_NIGHTS == 0:
+                self._log("the night was interrupted: the server renews itself" if code == INTERRUPTED
+                          else f"{self.nights} nights served: the server renews itself")
+                self.stopping = self.renewing = True
             answer(conn, {"exit": code})
         except OSError:  # the client went away; the night, if it ran, is in the run record
             pass
