@@ -172,3 +172,35 @@ def first_match(pieces: list[tuple[float, str]], pattern: str) -> float:
         if re.search(pattern, seen, re.M):
             return at
     raise AssertionError(f"{pattern!r} never shown:\n{ANSI.sub('', ''.join(t for _, t in pieces))[-3000:]}")
+
+
+#: the installed ``crm`` entry point (crm_pipeline.warm_client:main): a night goes to the
+#: home's warm server when one runs
+CRM_COMMAND = str(Path(sys.executable).parent / "crm")
+
+
+def start_warm_server(home: Path, env: dict | None = None, timeout: float = 300) -> subprocess.Popen:
+    """``crm serve --home HOME`` in a child process, returned once it answers."""
+    from crm_pipeline import warm_client
+
+    proc = subprocess.Popen([CRM_COMMAND, "serve", "--home", str(home)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}, cwd=PROJECT_ROOT)
+    deadline = time.monotonic() + timeout
+    while warm_client.ask(home, {"ping": True}) is None:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, f"the warm server did not answer within {timeout} s"
+        time.sleep(0.2)
+    return proc
+
+
+def stop_warm_server(proc: subprocess.Popen, home: Path) -> int:
+    """Ask the warm server to stop and return its exit code (killed after two minutes)."""
+    from crm_pipeline import warm_client
+
+    warm_client.ask(home, {"stop": True})
+    try:
+        return proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -12,6 +12,9 @@ nights on the embedded default (SQLite demo source, DuckDB):
 * D3: the increment that lands them;
 * a backfill of D1, then a re-run of D3.
 
+The sequence's nights run in a warm server of its home (``crm serve``), the rebuilds each
+in a cold process of their own: what a warm night publishes is compared with cold ones.
+
 After D1 and after D3 the same date is rebuilt in full on a copy of the home: the same
 source and the same raw history, but every table dbt derives dropped (staging,
 intermediate, the audit schema, the seeds and their recorded state), so the night
@@ -26,14 +29,17 @@ at D3; afterwards every history table holds one row per customer and date.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
 from datetime import date, timedelta
 
 import pytest
 
 from crm_pipeline.publish import PUBLISHED_TABLES
-from helpers import crm, published_tables, table_checksum
+from helpers import (CRM_COMMAND, PROJECT_ROOT, crm, published_tables, start_warm_server, stop_warm_server,
+                     table_checksum)
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +52,13 @@ ENV = {"CRM_PII_SALT": "night-sequence-test-salt"}
 
 def _run(*args: str) -> None:
     proc = crm(*args, env=ENV)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _night(*args: str) -> None:
+    """A night of the sequence's home, through the ``crm`` command: handed to its warm server."""
+    proc = subprocess.run([CRM_COMMAND, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=900,
+                          env={**os.environ, "COLUMNS": "200", **ENV})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -68,7 +81,7 @@ def _rebuild(nightly_home, day: date, home) -> dict[str, tuple[int, str]]:
     """``day`` again on a copy of the home, with everything dbt derives dropped first."""
     import duckdb
 
-    shutil.copytree(nightly_home, home, ignore=shutil.ignore_patterns("logs", "docs", "*.lock", "cosmos-cache"))
+    shutil.copytree(nightly_home, home, ignore=shutil.ignore_patterns("logs", "docs", "*.lock", "*.sock", "cosmos-cache"))
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         for schema in DERIVED_SCHEMAS:
             con.execute(f"drop schema if exists {schema} cascade")
@@ -101,20 +114,36 @@ def _differences(got: dict, want: dict) -> list[str]:
 
 def test_a_sequence_of_nights_publishes_what_a_full_rebuild_publishes(tmp_path):
     home = tmp_path / "nightly"
+    server = start_warm_server(home, ENV)
+    try:
+        _sequence(tmp_path, home)
+    finally:
+        assert stop_warm_server(server, home) == 0
+    import duckdb
+
+    # every night of the sequence ran in the warm server, every rebuild in a process of its own
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert {pid for (pid,) in con.execute("select pid from ops.pipeline_runs").fetchall()} == {server.pid}
+    for rebuilt in ("rebuild-d1", "rebuild-d3"):
+        with duckdb.connect(str(tmp_path / rebuilt / "warehouse.duckdb"), read_only=True) as con:
+            assert server.pid not in {pid for (pid,) in con.execute("select pid from ops.pipeline_runs").fetchall()}
+
+
+def _sequence(tmp_path, home) -> None:
     source_db = home / "source.sqlite"
     url = f"duckdb:///{home / 'warehouse.duckdb'}"
     args = ["--home", str(home), "--customers", str(CUSTOMERS)]
-    _run("run", *args, "--as-of", D0.isoformat())
+    _night("run", *args, "--as-of", D0.isoformat())
 
-    _run("run", *args, "--as-of", D1.isoformat())
+    _night("run", *args, "--as-of", D1.isoformat())
     rebuilt_d1 = _rebuild(home, D1, tmp_path / "rebuild-d1")
     nightly_d1 = _published(url, D1)
     assert len(nightly_d1) >= 30 and sum(rows > 0 for rows, _ in nightly_d1.values()) >= 25
     assert _differences(nightly_d1, rebuilt_d1) == []
 
-    _run("run", *args, "--as-of", D2.isoformat())
+    _night("run", *args, "--as-of", D2.isoformat())
     order_id, customer_id = _late_changes(source_db)
-    _run("run", *args, "--as-of", D3.isoformat())
+    _night("run", *args, "--as-of", D3.isoformat())
     import duckdb
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:  # both late changes landed
@@ -127,13 +156,13 @@ def test_a_sequence_of_nights_publishes_what_a_full_rebuild_publishes(tmp_path):
     assert _differences(nightly_d3, rebuilt_d3) == []
 
     # a backfill of D1 gives D1's slices again; the current tables still show D3
-    _run("backfill", "--from", D1.isoformat(), "--to", D1.isoformat(), *args[:2], "--source", f"sqlite:///{source_db}")
+    _night("backfill", "--from", D1.isoformat(), "--to", D1.isoformat(), *args[:2], "--source", f"sqlite:///{source_db}")
     after_backfill = _published(url, D1)
     assert len(DATED_HISTORY) >= 10 and all(after_backfill[t] == nightly_d1[t] for t in DATED_HISTORY)
     assert _differences(_published(url, D3), rebuilt_d3) == []
 
     # a re-run of D3 changes nothing
-    _run("run", *args, "--as-of", D3.isoformat())
+    _night("run", *args, "--as-of", D3.isoformat())
     assert _differences(_published(url, D3), rebuilt_d3) == []
     # and after the backfill and the re-run every history table of customers holds one row
     # per customer and slice, and the segment history a slice for each date of the sequence

@@ -13,6 +13,7 @@ with the reason on one line), an interrupted night (the server renews itself), a
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import resource
 import signal
@@ -27,13 +28,13 @@ from pathlib import Path
 import pytest
 
 from crm_pipeline import settings, warm_client
-from helpers import published_checksum_url
+from helpers import CRM_COMMAND, published_checksum_url, start_warm_server
 from wap_helpers import BASE_AS_OF, baseline_home, copy_home
 
 pytestmark = pytest.mark.slow
 
 NEXT = BASE_AS_OF + timedelta(days=1)
-CRM = str(Path(sys.executable).parent / "crm")  # the installed entry point: crm_pipeline.warm_client:main
+CRM = CRM_COMMAND  # the installed entry point: crm_pipeline.warm_client:main
 ENV = {**os.environ, "COLUMNS": "200"}
 
 
@@ -47,14 +48,7 @@ def _crm(*args: str, env: dict | None = None, timeout: int = 900) -> tuple[subpr
 
 
 def _start_server(home: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([CRM, "serve", "--home", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=ENV, cwd=settings.PROJECT_ROOT)
-    deadline = time.monotonic() + 300
-    while warm_client.ask(home, {"ping": True}) is None:
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "the warm server did not answer within 5 minutes"
-        time.sleep(0.2)
-    return proc
+    return start_warm_server(home, ENV)
 
 
 def _renewed(proc: subprocess.Popen, home: Path) -> dict:
@@ -121,6 +115,15 @@ def test_a_warm_night_publishes_what_a_cold_night_publishes(homes):
         assert _night_pid(warm_home, NEXT) == server.pid
         assert warm_cpu < 1.5, f"the crm command spent {warm_cpu:.1f} s of CPU: it ran the night itself"
         assert (warm_home / "logs" / f"run-{NEXT}.log").stat().st_size > 0
+        # between nights the server holds no warehouse file: `crm status` opens it and
+        # shows the server beside the runs
+        shown, _ = _crm("status", "--home", str(warm_home), "--json")
+        assert shown.returncode == 0, shown.stderr
+        report = json.loads(shown.stdout)
+        assert report["warm_server"]["pid"] == server.pid and report["warm_server"]["nights"] == 1
+        assert report["runs"][0]["as_of"] == NEXT.isoformat() and report["runs"][0]["status"] == "success"
+        shown, _ = _crm("status", "--home", str(warm_home))
+        assert f"warm server: PID {server.pid}" in shown.stdout and "1 night(s) served" in shown.stdout
 
         cold, cold_cpu = _crm("run", "--home", str(cold_home), "--as-of", NEXT.isoformat())
         assert cold.returncode == 0, cold.stdout[-3000:] + cold.stderr[-3000:]

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crm_pipeline import spark_session
+from crm_pipeline import spark_session, warm_client
 from crm_pipeline import status as run_status
 from crm_pipeline.cli_common import UserError, _guard, _home, _warehouse_url, console
 from crm_pipeline.connections import WarehouseConfig
@@ -102,12 +102,18 @@ def status(
     if cfg.kind == "spark" and not (cfg.spark_dir / "metastore").exists():
         raise UserError(f"no Spark warehouse at {cfg.spark_dir}", "run `crm run --warehouse spark:///…` first, or pass another --warehouse")
     report, from_snapshot = _report(cfg, limit)
+    server = warm_client.ask(home_dir, {"ping": True})  # the home's warm server (`crm serve`), if one runs
     if as_json:
-        typer.echo(json.dumps({**report, "from_snapshot": from_snapshot}, indent=2, default=str))
+        typer.echo(json.dumps({**report, "from_snapshot": from_snapshot, "warm_server": server}, indent=2,
+                              default=str))
         return
     if from_snapshot:
         console.print(f"[yellow]the warehouse is held by a run in progress[/]: showing what it recorded at "
                       f"{str(report['recorded_at'])[:19].replace('T', ' ')} UTC", highlight=False)
     _print_runs(report, console.width)
     _print_tables(report)
+    if server:
+        busy = ", running a night" if server.get("busy") else ""
+        console.print(f"warm server: PID {server.get('pid')}, since {str(server.get('since'))[:19].replace('T', ' ')} "
+                      f"UTC, {server.get('nights')} night(s) served{busy} (`crm serve`)", highlight=False)
 
