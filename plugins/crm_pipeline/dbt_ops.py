@@ -185,11 +185,8 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         kwargs.setdefault("emit_datasets", False)
         # dbt's manifest.json and run_results.json are not written: the night reads the
         # results from the runner in this process, and writing the manifest twice per
-        # invocation cost about 2.5 s a stage (docs/performance.md, "Fixed cost"). Nor is
-        # its debug log file: cosmos runs dbt in a temporary copy of the project and
-        # deletes it, log included, and formatting a line per event cost about 0.5 s a
-        # stage; dbt's own output still goes to the night's log
-        kwargs.setdefault("dbt_cmd_global_flags", ["--no-write-json", "--log-level-file", "none"])
+        # invocation cost about 2.5 s a stage (docs/performance.md, "Fixed cost")
+        kwargs.setdefault("dbt_cmd_global_flags", ["--no-write-json"])
         super().__init__(**kwargs)
         self.stage = stage
         self._counts: dict[str, Any] = {}

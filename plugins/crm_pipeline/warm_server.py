@@ -56,13 +56,16 @@ _STOP = object()
 
 def code_stamp() -> str:
     """What the server's loaded code was made of: every source file of the package and the
-    DAG (name, size, last change) and the installed libraries (their folder's last change)."""
+    DAG (name, size, last change) and the installed libraries (each one's name and version,
+    as its ``.dist-info`` folder says; not the folder's own time, which Python's bytecode
+    cache also changes)."""
     files = sorted([*PACKAGE_DIR.rglob("*.py"), *settings.DAGS_DIR.glob("*.py")])
     stamp = hashlib.sha256()
     for path in files:
         info = path.stat()
         stamp.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    stamp.update(str(Path(sysconfig.get_paths()["purelib"]).stat().st_mtime_ns).encode())
+    libraries = Path(sysconfig.get_paths()["purelib"])
+    stamp.update("\n".join(sorted(p.name for p in libraries.glob("*.dist-info"))).encode())
     return stamp.hexdigest()
 
 
@@ -123,8 +126,8 @@ class WarmServer:
         return seconds
 
     def run(self) -> None:
-        """Serve nights until stopped (``crm serve --stop``, SIGTERM, Ctrl-C or an
-        interrupted night)."""
+        """Serve nights until stopped (``crm serve --stop``, SIGTERM, Ctrl-C), or until it
+        renews itself: then the same process loads afresh."""
         signal.signal(signal.SIGTERM, self._terminate)
         try:
             while not self.stopping:
@@ -235,7 +238,10 @@ class WarmServer:
                     self.stopping = self.renewing = True
                 return
             answer(conn, {"accepted": True, "pid": os.getpid()})
-            code = self._run(night, env, str(message.get("cwd") or self.home), fds)
+            try:
+                code = self._run(night, env, str(message.get("cwd") or self.home), fds)
+            except KeyboardInterrupt:  # the caller's Ctrl-C before or after the command itself
+                code = INTERRUPTED
             self.nights += 1
             self._log(f"`crm {' '.join(redact(a) for a in night)}` ended with {code} in "
                       f"{time.perf_counter() - started:.1f} s")
