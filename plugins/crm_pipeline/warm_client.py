@@ -140,28 +140,39 @@ def run_warm(home: Path, argv: list[str]) -> int | None:
     sock = connect(home)
     if sock is None:
         return None
+    server: dict[str, int] = {}
+    pending: list[int] = []
+
+    def forward(signum, _frame):
+        # the night runs in the server: an interrupt of this command interrupts it there;
+        # one that comes before the server took the night is forwarded once it has
+        if "pid" not in server:
+            pending.append(signum)
+            return
+        try:
+            os.kill(server["pid"], signal.SIGINT)
+        except OSError:
+            pass
+
+    saved = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     with sock, sock.makefile("rb") as reader:
         sock.settimeout(ANSWER_TIMEOUT_S)
         try:
             send_message(sock, {"night": argv, "env": dict(os.environ), "cwd": os.getcwd()}, [0, 1, 2])
             accepted = read_answer(reader)
         except (OSError, ValueError):
-            return None
+            accepted = None
         if not accepted or not accepted.get("accepted"):
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
             if accepted and accepted.get("say"):
                 print(f"crm: {accepted['say']}", file=sys.stderr)
+            if pending:  # interrupted before anything ran
+                return 130
             return None
-        server_pid = int(accepted["pid"])
-
-        def forward(signum, _frame):
-            # the night runs in the server: an interrupt of this command interrupts it there
-            try:
-                os.kill(server_pid, signal.SIGINT)
-            except OSError:
-                pass
-
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, forward)
+        server_pid = server["pid"] = int(accepted["pid"])
+        if pending:
+            forward(pending[0], None)
         sock.settimeout(None)
         while True:
             try:
