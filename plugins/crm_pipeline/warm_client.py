@@ -76,19 +76,12 @@ def receive_message(sock: socket.socket, max_fds: int = 0) -> tuple[dict | None,
     else:
         data, fds = sock.recv(65536), []
     data = bytearray(data)
-    if not data:
-        return None, fds
-    while len(data) < _LENGTH.size:
-        more = sock.recv(65536)
+    while len(data) < _LENGTH.size or len(data) < _LENGTH.size + _LENGTH.unpack_from(data)[0]:
+        more = sock.recv(65536) if data else b""
         if not more:
             return None, fds
         data += more
     (length,) = _LENGTH.unpack_from(data)
-    while len(data) < _LENGTH.size + length:
-        more = sock.recv(65536)
-        if not more:
-            return None, fds
-        data += more
     return json.loads(data[_LENGTH.size:_LENGTH.size + length]), fds
 
 
@@ -174,15 +167,10 @@ def run_warm(home: Path, argv: list[str]) -> int | None:
         if pending:
             forward(pending[0], None)
         sock.settimeout(None)
-        while True:
-            try:
-                done = read_answer(reader)
-                break
-            except InterruptedError:
-                continue
-            except (OSError, ValueError):
-                done = None
-                break
+        try:  # a forwarded signal does not end the wait: the read resumes after the handler (PEP 475)
+            done = read_answer(reader)
+        except (OSError, ValueError):
+            done = None
         if done is None or "exit" not in done:
             print(f"crm: the warm server of {home} ended during the night (PID {server_pid}); its log is "
                   f"{home / 'logs' / 'serve.log'}", file=sys.stderr)
