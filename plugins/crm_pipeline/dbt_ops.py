@@ -42,6 +42,30 @@ STAGE_EXCLUDE = {
     "dbt_staging": ["path:models/marts+"],
     "dbt_marts": [],
 }
+#: dbt's global flags for every night (``execute`` adds the log file's)
+LOCAL_GLOBAL_FLAGS = ["--no-write-json"]
+
+
+def stage_selection(stage: str, load_seeds: bool) -> tuple[list[str], list[str]]:
+    """The ``--select`` and ``--exclude`` of a stage; without the seeds on a night that does
+    not load them (dbt_seeds.py)."""
+    return [s for s in STAGE_SELECT[stage] if load_seeds or s != SEED_SELECTOR], STAGE_EXCLUDE[stage]
+
+
+def stage_flags() -> list[str]:
+    """How a stage takes its tests, and without dbt's unit tests.
+
+    The path selectors take the tests declared in their folders; a seed's own tests come
+    with the seed (dbt's default, "eager"); a test between a staging model and a mart is a
+    child of the mart, so `path:models/marts+` moves it to the marts. tests/test_dbt_stages.py
+    checks the outcome for every node of the project. ("buildable", used before, chose the
+    same nodes but walked every ancestor of the selection, about 2 s a night in a long-lived
+    process: docs/performance.md, "Fewer nodes".) Unit tests check SQL logic, not data: CI
+    runs them (tests/test_dbt_unit.py), the night does not unless CRM_DBT_UNIT_TESTS=1."""
+    flags = ["--indirect-selection", "eager"]
+    if not settings.dbt_unit_tests():
+        flags += ["--exclude-resource-type", "unit_test"]
+    return flags
 
 
 @contextlib.contextmanager
@@ -168,25 +192,17 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
                 profile_name="crm", target_name="duckdb", profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
             ),
         )
-        kwargs.setdefault("select", STAGE_SELECT[stage])
-        if STAGE_EXCLUDE[stage]:
-            kwargs.setdefault("exclude", STAGE_EXCLUDE[stage])
+        select, exclude = stage_selection(stage, load_seeds=True)
+        kwargs.setdefault("select", select)
+        if exclude:
+            kwargs.setdefault("exclude", exclude)
         kwargs.setdefault("install_deps", False)
-        # only tests whose every parent is in this stage or upstream of it ("buildable"): a
-        # relationship test between a staging model and a mart runs with the marts, not
-        # before they exist, and a test of a staging model against a seed still runs on a
-        # night that does not load the seeds (dbt_seeds.py). Unit tests
-        # check SQL logic, not data: CI runs them (tests/test_dbt_unit.py), the night does not
-        # unless CRM_DBT_UNIT_TESTS=1.
-        flags = ["--indirect-selection", "buildable"]
-        if not settings.dbt_unit_tests():
-            flags += ["--exclude-resource-type", "unit_test"]
-        kwargs.setdefault("dbt_cmd_flags", flags)
+        kwargs.setdefault("dbt_cmd_flags", stage_flags())
         kwargs.setdefault("emit_datasets", False)
         # dbt's manifest.json and run_results.json are not written: the night reads the
         # results from the runner in this process, and writing the manifest twice per
         # invocation cost about 2.5 s a stage (docs/performance.md, "Fixed cost")
-        kwargs.setdefault("dbt_cmd_global_flags", ["--no-write-json"])
+        kwargs.setdefault("dbt_cmd_global_flags", LOCAL_GLOBAL_FLAGS)
         super().__init__(**kwargs)
         self.stage = stage
         self._counts: dict[str, Any] = {}
@@ -214,6 +230,11 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             profile_name="crm", target_name=target, profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"
         )
         self.vars = {**(self.vars or {}), "macros_version": macros_version()}
+        # dbt's debug log file only where someone reads it: without DBT_LOG_PATH it would go
+        # to the stage's temporary project copy and be deleted with it, after costing about
+        # a second a night in formatting (docs/performance.md, "Fewer nodes")
+        log_file = [] if settings.dbt_log_path() else ["--log-level-file", "none"]
+        self.dbt_cmd_global_flags = [*LOCAL_GLOBAL_FLAGS, *log_file]
         if self.cache_dir is None and self.partial_parse:
             # one parse cache for both stages (the same project and vars)
             self.cache_dir = Path(cosmos_settings.cache_dir) / "crm_nightly"
@@ -259,7 +280,7 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
         self._seed_fingerprint = dbt_seeds.fingerprint(target)
         with Warehouse(RunSettings.resolve().warehouse) as wh:
             current = dbt_seeds.seeds_current(wh, self._seed_fingerprint)
-        self.select = [s for s in STAGE_SELECT[self.stage] if not (current and s == SEED_SELECTOR)]
+        self.select = stage_selection(self.stage, load_seeds=not current)[0]
         return not current
 
 

@@ -103,12 +103,17 @@ def inline_index(target_dir: Path, template: Path) -> Path:
 # -- Data Docs -----------------------------------------------------------------------
 
 
-def localise_data_docs(site_dir: Path) -> int:
-    """Point every Data Docs page at the shipped assets; returns how many pages changed."""
+def localise_data_docs(site_dir: Path, written_since: float = 0.0) -> int:
+    """Point the Data Docs pages at the shipped assets; returns how many pages changed.
+
+    ``written_since`` (a time.time()): only the pages written since then, the ones a build
+    just wrote, so a night does not read again every page of every earlier night."""
     vendor = site_dir / "static" / "vendor"
     shutil.copytree(VENDORED, vendor, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
     changed = 0
     for page in site_dir.rglob("*.html"):
+        if written_since and page.stat().st_mtime < written_since:
+            continue
         text = page.read_text()
         base = os.path.relpath(site_dir, page.parent)
         new = text

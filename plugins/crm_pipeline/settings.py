@@ -273,6 +273,13 @@ def dbt_unit_tests() -> bool:
     return raw("CRM_DBT_UNIT_TESTS") == "1"
 
 
+def dbt_log_path() -> str:
+    """dbt's own ``DBT_LOG_PATH``, "" when unset: where dbt writes its debug log file. Unset,
+    a night's dbt stage would write it into its temporary copy of the project, deleted when
+    the stage ends, so the night does not write it (dbt_ops.py)."""
+    return os.environ.get("DBT_LOG_PATH", "").strip()
+
+
 def alert_callback() -> str:
     return raw("CRM_ALERT_CALLBACK")
 

@@ -4,6 +4,7 @@ definition in a file context next to the Data Docs, and the docs of this run bui
 from __future__ import annotations
 
 import re
+import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from crm_pipeline.errors import first_line
 from crm_pipeline.gates.audit_datasets import Dataset
 from crm_pipeline.gates.gx_runtime import build_suite, gx_lock, import_gx, in_suite_order, no_progress_bars
 from crm_pipeline.gates.results import MESSAGE_CHARS, GateError
+
+#: gate runs whose validations the Data Docs index lists (every run's pages stay on disk)
+INDEX_NIGHTS = 7
 
 
 def _asset_name(name: str) -> str:
@@ -31,9 +35,13 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
         context.enable_analytics(False)
         no_progress_bars(context)
         site = "crm_gates"
+        # the index lists the validations of the last INDEX_NIGHTS gate runs: Great
+        # Expectations reads every result it lists, so an unbounded index cost more each
+        # night (docs/design.md, "Data Docs keep their cost"); older runs' pages stay
         site_config = {
             "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                   "validation_results_limit": INDEX_NIGHTS * len(datasets)},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
         }
         sites = context.list_data_docs_sites() or {}
@@ -77,8 +85,7 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
                 fmt["unexpected_index_column_names"] = ex_cols
             validation = definition.run(batch_parameters={"dataframe": dataset.frame}, result_format=fmt, run_id=run_id)
             out.append(in_suite_order(validation.results, len(dataset.expectations), f"gate 2 on {dataset.name}"))
-        # render only this run's pages (a full rebuild grows with every stored run); the
-        # index still lists every run kept in the store
+        # render only this run's pages (a full rebuild grows with every stored run)
         from great_expectations.data_context.types.resource_identifiers import (  # noqa: PLC0415
             ExpectationSuiteIdentifier,
         )
@@ -87,8 +94,9 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
                 if getattr(k, "run_id", None) is not None and k.run_id.run_name == run_id.run_name
                 and k.run_id.run_time == run_id.run_time]
         suites = [ExpectationSuiteIdentifier(name=name) for name in suite_names]
+        started = time.time() - 1.0  # file times may be coarser than the clock
         context.build_data_docs(site_names=[site], resource_identifiers=mine + suites)
-        localise_data_docs(docs_dir)  # shipped stylesheets and scripts instead of CDNs
+        localise_data_docs(docs_dir, written_since=started)  # shipped assets instead of CDNs
         return out
     except GateError:
         raise
