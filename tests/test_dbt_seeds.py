@@ -1,5 +1,7 @@
 """Seeds load when they change: a night skips loading and testing the dbt seeds when the
-warehouse already holds the ones this project loads (dbt_seeds.py, docs/design.md).
+warehouse already holds the ones this project loads (dbt_seeds.py, docs/design.md). The
+intermediate models' data tests, likewise, run when the project changed or the last full
+check is old (dbt_checks.py).
 
 The unit part loads the project's CSV files into a real DuckDB warehouse by hand (not
 through the code under test) and checks each way the warehouse can stop matching: another
@@ -12,12 +14,12 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import pytest
 
-from crm_pipeline import dbt_seeds
+from crm_pipeline import dbt_checks, dbt_seeds
 from crm_pipeline.settings import DBT_PROJECT_DIR
 from helpers import crm
 from wap_helpers import BASE_AS_OF, BASE_CUSTOMERS, baseline_home, copy_home, open_wh, published_checksum, run_cli
@@ -80,24 +82,51 @@ def test_the_seeds_are_current_only_when_every_table_holds_what_was_loaded(tmp_p
         assert wh.query("select count(*) from ops.dbt_seed_state") == [(0,)]
 
 
-def _staging_details(home, as_of) -> dict:
+def test_the_intermediate_tests_run_on_a_new_warehouse_a_changed_project_and_a_week_later(tmp_path):
+    with open_wh(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.ensure_schemas()
+        monday = datetime(2026, 3, 2, 22, 0, tzinfo=timezone.utc)
+        assert dbt_checks.plan(wh, "p1", 7, monday).run  # nothing recorded yet
+        dbt_checks.record(wh, "p1", monday)
+        assert not dbt_checks.plan(wh, "p1", 7, monday).run
+        assert dbt_checks.plan(wh, "p2", 7, monday).run  # another project or target
+        six_days = datetime(2026, 3, 8, 21, 59, tzinfo=timezone.utc)
+        assert not dbt_checks.plan(wh, "p1", 7, six_days).run
+        assert "2026-03-02 22:00" in dbt_checks.plan(wh, "p1", 7, six_days).why
+        seven_days = datetime(2026, 3, 9, 22, 0, tzinfo=timezone.utc)
+        assert dbt_checks.plan(wh, "p1", 7, seven_days).run
+        assert not dbt_checks.plan(wh, "p1", 8, seven_days).run
+        assert dbt_checks.plan(wh, "p1", 0, monday).run  # 0: every night
+        dbt_checks.record(wh, "p2", seven_days)  # one record, the latest
+        assert wh.query("select fingerprint from ops.dbt_full_check") == [("p2",)]
+
+
+def _staging_details(home, as_of, stage: str = "dbt_staging") -> dict:
     with open_wh(home / "warehouse.duckdb") as wh:
         (details,) = wh.query(
             "select s.details from ops.run_stages s join ops.pipeline_runs r using (run_id) "
-            "where r.as_of = ? and s.stage = 'dbt_staging' order by r.started_at desc limit 1", (as_of,))[0]
+            "where r.as_of = ? and s.stage = ? order by r.started_at desc limit 1", (as_of, stage))[0]
     return json.loads(details)
 
 
 @pytest.mark.slow
 def test_a_night_loads_the_seeds_only_when_the_warehouse_lacks_them(tmp_path_factory, tmp_path):
     home = copy_home(baseline_home(tmp_path_factory), tmp_path / "home")
-    assert _staging_details(home, BASE_AS_OF)["seeds"] == "loaded"  # a new warehouse
+    first = _staging_details(home, BASE_AS_OF)
+    assert first["seeds"] == "loaded"  # a new warehouse
+    assert first["intermediate_tests"] == "run: no full check recorded"
     day2, day3 = BASE_AS_OF + timedelta(days=1), BASE_AS_OF + timedelta(days=2)
     args = ["--home", home, "--customers", BASE_CUSTOMERS]
     assert run_cli(["run", *args, "--as-of", day2.isoformat()]).exit_code == 0
     details = _staging_details(home, day2)
     assert details["seeds"] == "current, not loaded again"
     assert "success" in details and details.get("pass", 0) > 0  # the other tests still ran
+    # the same project a night later: the staging models' tests ran, the intermediate ones did not
+    assert details["intermediate_tests"].startswith("not run: passed on ")
+    assert all(not name.startswith(("not_null_int_", "unique_int_")) for name in details["test_seconds"]["slowest"])
+    marts = _staging_details(home, day2, "dbt_marts")
+    assert marts["intermediate_tests"] == details["intermediate_tests"]
+    assert marts["test_seconds"]["n"] < _staging_details(home, BASE_AS_OF, "dbt_marts")["test_seconds"]["n"]
     # a seed table edited by hand in the warehouse is loaded again from the project's file
     with open_wh(home / "warehouse.duckdb") as wh:
         wh.execute("update config.rfm_segment_map set rfm_segment = 'Lost' where r_score = 5")
@@ -131,6 +160,8 @@ def test_a_changed_seed_is_loaded_again_and_a_null_it_leaves_in_a_mart_stops_the
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "customer_segments" in proc.stdout and "NOT NULL" in proc.stdout.upper() and "Traceback" not in proc.stdout
     assert _staging_details(home, day2)["seeds"] == "loaded"  # the changed seed was loaded
+    assert _staging_details(home, day2)["intermediate_tests"] == \
+        "run: the dbt project changed since the last full check"
     with open_wh(home / "warehouse.duckdb") as wh:
         assert wh.scalar("select count(*) from config.segment_rules") == len(kept) - 1
         assert published_checksum(wh) == before

@@ -12,7 +12,7 @@ import pytest
 
 from dbt.cli.main import dbtRunner
 
-from crm_pipeline import dbt_ops
+from crm_pipeline import dbt_checks, dbt_ops
 from crm_pipeline.settings import DBT_PROJECT_DIR
 
 BUILT = ("model", "seed", "test")
@@ -29,8 +29,9 @@ def dbt(tmp_path_factory, monkeypatch_module):
     parsed = runner.invoke(["parse", *common])
     assert parsed.success, parsed.exception
 
-    def listed(stage: str, load_seeds: bool) -> set[str]:
+    def listed(stage: str, load_seeds: bool, intermediate_tests: bool = True) -> set[str]:
         select, exclude = dbt_ops.stage_selection(stage, load_seeds)
+        exclude = exclude + ([] if intermediate_tests else [dbt_checks.INTERMEDIATE_TESTS])
         args = ["ls", *common, "--output", "json", "--output-keys", "unique_id", "resource_type",
                 "--select", *select, *(["--exclude", *exclude] if exclude else []), *dbt_ops.stage_flags()]
         result = runner.invoke(args)
@@ -104,3 +105,18 @@ def test_each_node_runs_once_in_a_stage_where_its_parents_exist(dbt, load_seeds)
     # no test of the staging stage reads a node the marts stage builds
     assert all(not parents[uid] & marts_stage for uid in staging)
 
+
+
+def test_without_the_intermediate_tests_only_the_tests_of_intermediate_models_leave(dbt):
+    """The intermediate models' tests: every data test declared beside them or reading one
+    of them (a test of an intermediate model may be declared with the marts it feeds)."""
+    manifest, listed = dbt
+    kinds, parents, paths = _graph(manifest)
+    intermediate = {uid for uid, kind in kinds.items() if kind == "model" and paths[uid].startswith("models/intermediate/")}
+    theirs = {uid for uid, kind in kinds.items() if kind == "test"
+              and (paths[uid].startswith("models/intermediate/") or parents[uid] & intermediate)}
+    elsewhere = {uid for uid in theirs if not paths[uid].startswith("models/intermediate/")}
+    assert theirs and elsewhere
+    for stage in ("dbt_staging", "dbt_marts"):
+        every = listed(stage, load_seeds=False)
+        assert listed(stage, load_seeds=False, intermediate_tests=False) == every - theirs

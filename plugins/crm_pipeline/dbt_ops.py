@@ -24,7 +24,7 @@ from cosmos.fs import safe_copy
 from cosmos.dbt.project import get_partial_parse_path
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from crm_pipeline import dbt_seeds, docs_site, progress, runs, settings
+from crm_pipeline import dbt_checks, dbt_seeds, docs_site, progress, runs, settings
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.file_digest import files_md5
 from crm_pipeline.publish import PUBLISHED_TABLES
@@ -42,6 +42,8 @@ STAGE_EXCLUDE = {
     "dbt_staging": ["path:models/marts+"],
     "dbt_marts": [],
 }
+#: the stage that ends a night's dbt build
+LAST_STAGE = "dbt_marts"
 #: dbt's global flags for every night (``execute`` adds the log file's)
 LOCAL_GLOBAL_FLAGS = ["--no-write-json"]
 
@@ -245,6 +247,8 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             seeds = self._seed_plan(target)
             if seeds is not None:
                 details["seeds"] = "loaded" if seeds else "current, not loaded again"
+            tests = self._test_plan(target)
+            details["intermediate_tests"] = f"{'run' if tests.run else 'not run'}: {tests.why}"
             try:
                 super().execute(context, **kwargs)
             except BaseException:
@@ -258,6 +262,9 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             if seeds:
                 with Warehouse(RunSettings.resolve().warehouse) as wh:
                     dbt_seeds.record_loaded(wh, self._seed_fingerprint, target)
+            if tests.run and self.stage == LAST_STAGE and target != "spark":
+                with Warehouse(RunSettings.resolve().warehouse) as wh:
+                    dbt_checks.record(wh, self._project_fingerprint)
 
     def _update_partial_parse_cache(self, tmp_dir_path: Path) -> None:
         """Keep dbt's parse for the next stage and night: cosmos copies the parse file and
@@ -269,6 +276,22 @@ class CrmDbtBuildOperator(DbtBuildLocalOperator):
             cached = get_partial_parse_path(self.cache_dir)
             cached.parent.mkdir(parents=True, exist_ok=True)
             safe_copy(parsed, cached)
+
+    def _test_plan(self, target: str) -> dbt_checks.TestPlan:
+        """Whether this night runs the intermediate models' data tests (dbt_checks.py); when
+        not, they leave the stage's selection. A night's two stages see the same plan: the
+        last stage records the check."""
+        base = stage_selection(self.stage, load_seeds=True)[1]
+        self.exclude = list(base)
+        if target == "spark":
+            # like the seeds' state, the record needs a delete, which Spark's Parquet tables do not take
+            return dbt_checks.TestPlan(True, "every night on Spark")
+        self._project_fingerprint = project_fingerprint(DBT_PROJECT_DIR, target)
+        with Warehouse(RunSettings.resolve().warehouse) as wh:
+            plan = dbt_checks.plan(wh, self._project_fingerprint, settings.dbt_full_check_days())
+        if not plan.run:
+            self.exclude = [*base, dbt_checks.INTERMEDIATE_TESTS]
+        return plan
 
     def _seed_plan(self, target: str) -> bool | None:
         """For the stage that builds the seeds: True when this night loads them, False when

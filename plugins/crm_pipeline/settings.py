@@ -62,6 +62,7 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("CRM_PUBLISH_MAX_WAIT_SECONDS", "1800", "longest total wait for the publish lock"),
     Variable("CRM_DBT_DOCS", "1", "dbt docs after publish: 1 when the project changed, always, or 0"),
     Variable("CRM_DBT_UNIT_TESTS", "0", "1: the dbt stages also run dbt's unit tests"),
+    Variable("CRM_DBT_FULL_CHECK_DAYS", "7", "days between nights that also run the intermediate models' data tests (and when the dbt project changed); 0: every night"),
     Variable("CRM_ALERT_CALLBACK", "", "package.module:function called with (dag_id, run_id, task_id, message) on failure"),
     Variable("CRM_FAULT_INJECT", "", "tests only: stage:point where a fault is injected"),
     Variable("CRM_FAULT_MARKER", "$CRM_HOME/.fault-…", "tests only: file that marks an injected fault as fired"),
@@ -271,6 +272,10 @@ def dbt_docs() -> str:
 
 def dbt_unit_tests() -> bool:
     return raw("CRM_DBT_UNIT_TESTS") == "1"
+
+
+def dbt_full_check_days() -> int:
+    return int(_number("CRM_DBT_FULL_CHECK_DAYS", 7, integer=True))
 
 
 def dbt_log_path() -> str:
