@@ -1,6 +1,7 @@
 """Data Docs keep their cost: gate 2's Great Expectations run over many nights lists only
 the last INDEX_NIGHTS runs' validations on the index page (it reads every result it
-lists), keeps every run's pages, renders the pages of earlier nights no more, and points
+lists), keeps every run's pages, renders the pages of earlier nights no more (nor a
+suite's page while its expectations stay the same), and points
 only the pages a build wrote at the shipped assets (docs/design.md, "Data Docs keep
 their cost")."""
 
@@ -23,9 +24,11 @@ FIRST = date(2026, 3, 1)
 
 def _datasets(night: int) -> list[Dataset]:
     frame = pd.DataFrame({"customer_id": [1, 2, 3 + night], "value": [1.0, 2.0, float(night)]})
+    # the second suite carries a figure of the night, as the checks against what is published do
+    between = {"column": "value", "min_value": 0, "max_value": 100 + night}
     return [
         Dataset("audit.first", frame, [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "customer_id"}}]),
-        Dataset("audit.second", frame, [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "customer_id"}}]),
+        Dataset("audit.second", frame, [{"type": "expect_column_values_to_be_between", "kwargs": between}]),
     ]
 
 
@@ -40,12 +43,18 @@ def test_the_index_lists_the_last_nights_and_earlier_pages_are_kept_untouched(tm
     docs = tmp_path / "docs" / "gx"
     nights = [FIRST + timedelta(days=n) for n in range(NIGHTS)]
     first_pages: dict = {}
+    suite_pages: list[dict] = []
     for n, night in enumerate(nights):
         results = run_gate2_gx(_datasets(n), docs, night)
         assert [[r.success for r in suite] for suite in results] == [[True], [True]]
         if n == 0:
             first_pages = {page: page.stat().st_mtime_ns for page in (docs / "validations").rglob("*.html")}
             assert len(first_pages) == 2  # one page per dataset of the first night
+        suite_pages.append({page.stem: page.stat().st_mtime_ns for page in (docs / "expectations").rglob("*.html")})
+    # a suite's page is rendered once while its expectations stay, again when they change
+    assert {pages["audit_first"] for pages in suite_pages} == {suite_pages[0]["audit_first"]}
+    assert len({pages["audit_second"] for pages in suite_pages}) == NIGHTS
+    assert f"{100 + NIGHTS - 1}" in (docs / "expectations" / "audit_marts" / "audit_second.html").read_text()
 
     listed = _listed_nights((docs / "index.html").read_text())
     # worked out from the constant: the newest INDEX_NIGHTS nights, two datasets each

@@ -3,6 +3,8 @@ definition in a file context next to the Data Docs, and the docs of this run bui
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from datetime import date, datetime
@@ -17,6 +19,25 @@ from crm_pipeline.gates.results import MESSAGE_CHARS, GateError
 
 #: gate runs whose validations the Data Docs index lists (every run's pages stay on disk)
 INDEX_NIGHTS = 7
+#: what the suites' pages in a Data Docs folder were rendered from (suite name -> digest)
+SUITE_DIGESTS = ".crm-suite-digests.json"
+
+
+def _suite_digest(expectations: list[dict]) -> str:
+    return hashlib.md5(json.dumps(expectations, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _suite_page(docs_dir: Path, suite_name: str) -> Path:
+    """Where Great Expectations renders a suite's page ("a.b" -> expectations/a/b.html)."""
+    *folders, leaf = suite_name.split(".")
+    return docs_dir.joinpath("expectations", *folders, f"{leaf}.html")
+
+
+def _rendered_digests(docs_dir: Path) -> dict[str, str]:
+    try:
+        return dict(json.loads((docs_dir / SUITE_DIGESTS).read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def _asset_name(name: str) -> str:
@@ -62,6 +83,9 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
         run_id = RunIdentifier(run_name=f"gate2 as_of {as_of.isoformat()}",
                                run_time=datetime.now().astimezone())
         out = []
+        # a suite's page is rendered again only when its expectations changed (some carry
+        # the night's figures, such as the counts compared with what is published)
+        rendered = _rendered_digests(docs_dir)
         suite_names: list[str] = []
         for dataset in datasets:
             asset_name = _asset_name(dataset.asset or dataset.name)
@@ -75,7 +99,10 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
                 batch_definition = asset.add_batch_definition_whole_dataframe("whole")
             suite = build_suite(f"audit_marts.{asset_name}", dataset.expectations)
             suite = context.suites.add_or_update(suite)
-            suite_names.append(suite.name)
+            digest = _suite_digest(dataset.expectations)
+            if rendered.get(suite.name) != digest or not _suite_page(docs_dir, suite.name).exists():
+                suite_names.append(suite.name)
+                rendered[suite.name] = digest
             definition = gx.ValidationDefinition(name=f"gate2.{asset_name}", data=batch_definition, suite=suite)
             definition = context.validation_definitions.add_or_update(definition)
             fmt: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
@@ -97,6 +124,7 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
         started = time.time() - 1.0  # file times may be coarser than the clock
         context.build_data_docs(site_names=[site], resource_identifiers=mine + suites)
         localise_data_docs(docs_dir, written_since=started)  # shipped assets instead of CDNs
+        (docs_dir / SUITE_DIGESTS).write_text(json.dumps(rendered, sort_keys=True))
         return out
     except GateError:
         raise
