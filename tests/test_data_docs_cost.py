@@ -16,6 +16,7 @@ import pandas as pd
 
 from crm_pipeline.docs_site import CDN_ASSETS, localise_data_docs, remote_loads
 from crm_pipeline.gates.audit_datasets import Dataset
+from crm_pipeline.gates import audit_gx
 from crm_pipeline.gates.audit_gx import INDEX_NIGHTS, run_gate2_gx
 
 NIGHTS = INDEX_NIGHTS + 3
@@ -59,11 +60,30 @@ def test_the_index_lists_the_last_nights_and_earlier_pages_are_kept_untouched(tm
     listed = _listed_nights((docs / "index.html").read_text())
     # worked out from the constant: the newest INDEX_NIGHTS nights, two datasets each
     assert listed == {night.isoformat(): 2 for night in nights[-INDEX_NIGHTS:]}
-    # every night's pages stay, and the first night's were neither rendered nor localised again
+    # every night's pages stay (within KEPT_RUNS), and the first night's were neither
+    # rendered nor localised again
     pages = list((docs / "validations").rglob("*.html"))
     assert len(pages) == 2 * NIGHTS
     assert {page: page.stat().st_mtime_ns for page in first_pages} == first_pages
     assert remote_loads(docs) == []
+
+
+def test_the_results_and_pages_of_runs_beyond_the_kept_ones_are_removed(tmp_path, monkeypatch):
+    """The retention is a constant (90 runs); set to 3 here to see it act within 5 nights."""
+    monkeypatch.setattr(audit_gx, "KEPT_RUNS", 3)
+    docs = tmp_path / "docs" / "gx"
+    nights = [FIRST + timedelta(days=n) for n in range(5)]
+    for n, night in enumerate(nights):
+        run_gate2_gx(_datasets(n), docs, night)
+    store = tmp_path / "docs" / "gx_context" / "gx" / "uncommitted" / "validations"
+    stored = {re.search(r"gate2 as_of (\d{4}-\d\d-\d\d)", str(path)).group(1) for path in store.rglob("*.json")}
+    assert stored == {night.isoformat() for night in nights[-3:]}
+    pages = list((docs / "validations").rglob("*.html"))
+    assert len(pages) == 2 * 3 and all(nights[0].isoformat() not in str(page) for page in pages)
+    assert _listed_nights((docs / "index.html").read_text()) == {night.isoformat(): 2 for night in nights[-3:]}
+    # no folder left empty behind the removed runs
+    assert not [folder for folder in [*store.rglob("*"), *(docs / "validations").rglob("*")]
+                if folder.is_dir() and not any(folder.iterdir())]
 
 
 def test_only_the_pages_written_since_the_build_began_are_localised(tmp_path):

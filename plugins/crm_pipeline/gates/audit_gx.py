@@ -1,10 +1,15 @@
 """Gate 2's run in Great Expectations: each dataset validated through a stored validation
-definition in a file context next to the Data Docs, and the docs of this run built."""
+definition in a file context next to the Data Docs, and the docs of this run built: its
+validation pages, the pages of suites whose expectations changed, and an index of the
+last INDEX_NIGHTS runs; results older than the last KEPT_RUNS runs are removed
+(docs/design.md, "Data Docs keep their cost")."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import time
 from datetime import date, datetime
@@ -17,8 +22,10 @@ from crm_pipeline.gates.audit_datasets import Dataset
 from crm_pipeline.gates.gx_runtime import build_suite, gx_lock, import_gx, in_suite_order, no_progress_bars
 from crm_pipeline.gates.results import MESSAGE_CHARS, GateError
 
-#: gate runs whose validations the Data Docs index lists (every run's pages stay on disk)
+#: gate runs whose validations the Data Docs index lists
 INDEX_NIGHTS = 7
+#: gate runs whose results and pages the Data Docs keep (the run record keeps every verdict)
+KEPT_RUNS = 90
 #: what the suites' pages in a Data Docs folder were rendered from (suite name -> digest)
 SUITE_DIGESTS = ".crm-suite-digests.json"
 
@@ -31,6 +38,28 @@ def _suite_page(docs_dir: Path, suite_name: str) -> Path:
     """Where Great Expectations renders a suite's page ("a.b" -> expectations/a/b.html)."""
     *folders, leaf = suite_name.split(".")
     return docs_dir.joinpath("expectations", *folders, f"{leaf}.html")
+
+
+def _forget_old_runs(context: Any, keys: list) -> int:
+    """Remove the stored results of all but the newest KEPT_RUNS gate runs; the next
+    Data Docs build removes their pages. Every store listing and every build walks the
+    stored runs, so without it a night's gate grew with every night before it."""
+    runs = sorted({(k.run_id.run_time, k.run_id.run_name) for k in keys}, reverse=True)
+    kept = set(runs[:KEPT_RUNS])
+    old = [key for key in keys if (key.run_id.run_time, key.run_id.run_name) not in kept]
+    for key in old:
+        context.validation_results_store.remove_key(key)
+    return len(old)
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Folders a removed run left empty under ``root`` (Great Expectations keeps them)."""
+    if not root.is_dir():
+        return
+    for folder, _, _ in os.walk(root, topdown=False):  # children first
+        if Path(folder) != root and not any(Path(folder).iterdir()):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def _rendered_digests(docs_dir: Path) -> dict[str, str]:
@@ -117,14 +146,19 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
             ExpectationSuiteIdentifier,
         )
 
-        mine = [k for k in context.validation_results_store.list_keys()
-                if getattr(k, "run_id", None) is not None and k.run_id.run_name == run_id.run_name
-                and k.run_id.run_time == run_id.run_time]
+        keys = [k for k in context.validation_results_store.list_keys() if getattr(k, "run_id", None) is not None]
+        mine = [k for k in keys if k.run_id.run_name == run_id.run_name and k.run_id.run_time == run_id.run_time]
+        forgotten = _forget_old_runs(context, keys)
         suites = [ExpectationSuiteIdentifier(name=name) for name in suite_names]
         started = time.time() - 1.0  # file times may be coarser than the clock
         context.build_data_docs(site_names=[site], resource_identifiers=mine + suites)
         localise_data_docs(docs_dir, written_since=started)  # shipped assets instead of CDNs
         (docs_dir / SUITE_DIGESTS).write_text(json.dumps(rendered, sort_keys=True))
+        if forgotten:
+            store = getattr(context.validation_results_store.store_backend, "full_base_directory", None)
+            for folder in (Path(store) if store else None, docs_dir / "validations"):
+                if folder is not None:
+                    _remove_empty_folders(folder)
         return out
     except GateError:
         raise
