@@ -185,11 +185,9 @@ def start_warm_server(home: Path, env: dict | None = None, timeout: float = 300)
 
     proc = subprocess.Popen([CRM_COMMAND, "serve", "--home", str(home)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}, cwd=PROJECT_ROOT)
-    deadline = time.monotonic() + timeout
-    while warm_client.ask(home, {"ping": True}) is None:
+    if not warm_client.wait_until_serving(home, proc, timeout):
         assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, f"the warm server did not answer within {timeout} s"
-        time.sleep(0.2)
+        raise AssertionError(f"the warm server did not answer within {timeout} s")
     return proc
 
 

@@ -20,9 +20,14 @@ import signal
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crm_pipeline import settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
 
 #: the commands a warm server runs; every other command runs in its own process
 NIGHT_COMMANDS = ("run", "backfill")
@@ -125,6 +130,17 @@ def ask(home: Path, message: dict) -> dict | None:
                 return read_answer(reader)
             except (OSError, ValueError):
                 return None
+
+
+def wait_until_serving(home: Path, process: subprocess.Popen, timeout: float) -> bool:
+    """Wait until the warm server of ``home`` that ``process`` started answers a ping:
+    True when it does, False when the process ended or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while ask(home, {"ping": True}) is None:
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def run_warm(home: Path, argv: list[str]) -> int | None:

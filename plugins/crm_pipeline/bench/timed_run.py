@@ -99,10 +99,8 @@ class WarmServers:
                 proc = subprocess.Popen([*_crm_command(), "serve", "--home", str(home)], stdout=out,
                                         stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             self.procs[home] = proc
-            while warm_client.ask(home, {"ping": True}) is None:
-                if proc.poll() is not None or time.perf_counter() - t0 > SERVER_LOAD_TIMEOUT_S:
-                    raise RuntimeError(f"the warm server of {home} did not start: see {home / 'bench-serve.out'}")
-                time.sleep(0.2)
+            if not warm_client.wait_until_serving(home, proc, SERVER_LOAD_TIMEOUT_S):
+                raise RuntimeError(f"the warm server of {home} did not start: see {home / 'bench-serve.out'}")
             self.load_seconds[home.name] = round(time.perf_counter() - t0, 1)
         return self.procs[home].pid
 
