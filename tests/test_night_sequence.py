@@ -86,6 +86,7 @@ def _rebuild(nightly_home, day: date, home) -> dict[str, tuple[int, str]]:
         for schema in DERIVED_SCHEMAS:
             con.execute(f"drop schema if exists {schema} cascade")
         con.execute("delete from ops.dbt_seed_state")
+        con.execute("drop table if exists ops.dbt_full_check")  # every data test runs again
     url = f"duckdb:///{home / 'warehouse.duckdb'}"
     _run("run", "--home", str(home), "--as-of", day.isoformat(), "--source", f"sqlite:///{home / 'source.sqlite'}",
          "--warehouse", url)

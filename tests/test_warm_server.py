@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from crm_pipeline import settings, warm_client
+from crm_pipeline import interrupts, settings, warm_client
 from helpers import CRM_COMMAND, published_checksum_url, start_warm_server
 from wap_helpers import BASE_AS_OF, baseline_home, copy_home
 
@@ -249,3 +249,15 @@ def test_the_home_of_a_night_is_the_one_its_arguments_name(argv, expected, tmp_p
 def test_without_home_a_night_uses_the_settings_home(tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_HOME", str(tmp_path / "elsewhere"))
     assert warm_client.home_of(["run", "--as-of", "2026-01-01"]) == tmp_path / "elsewhere"
+
+
+def test_an_interrupt_asked_of_a_night_stops_its_next_stage():
+    """What the warm server records on a forwarded Ctrl-C (interrupts.py): a stage that
+    starts afterwards raises KeyboardInterrupt, as Ctrl-C would, until the next night."""
+    interrupts.clear()
+    interrupts.check()  # nothing asked: no interrupt
+    interrupts.request()
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.check()
+    interrupts.clear()
+    interrupts.check()

@@ -23,7 +23,7 @@ from crm_pipeline.warehouse import Warehouse
 #: intermediate model (tests/test_dbt_stages.py)
 INTERMEDIATE_TESTS = "path:models/intermediate,resource_type:test"
 CHECK_STATE_DDL = ("create table if not exists ops.dbt_full_check (fingerprint varchar not null, "
-                   "checked_at varchar not null)")
+                   "checked_at timestamp not null)")  # UTC
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def plan(wh: Warehouse, fingerprint: str, every_days: int, now: datetime | None 
         if wh.table_exists("ops", "dbt_full_check") else []
     if len(rows) != 1:
         return TestPlan(True, "no full check recorded")
-    recorded, checked_at = rows[0][0], datetime.fromisoformat(rows[0][1])
+    recorded, checked_at = rows[0][0], _utc(rows[0][1])
     if recorded != fingerprint:
         return TestPlan(True, "the dbt project changed since the last full check")
     if now - checked_at >= timedelta(days=every_days):
@@ -49,9 +49,15 @@ def plan(wh: Warehouse, fingerprint: str, every_days: int, now: datetime | None 
     return TestPlan(False, f"passed on {checked_at:%Y-%m-%d %H:%M} UTC with this project")
 
 
+def _utc(value: datetime | str) -> datetime:
+    """A stored time (UTC, without a zone) as an aware datetime."""
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 def record(wh: Warehouse, fingerprint: str, now: datetime | None = None) -> None:
     """Record that a night ran every data test of the project with ``fingerprint`` and passed."""
-    checked_at = (now or datetime.now(timezone.utc)).isoformat()
+    checked_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     with wh.transaction():
         wh.execute(CHECK_STATE_DDL)
         wh.execute("delete from ops.dbt_full_check")

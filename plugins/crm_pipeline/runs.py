@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, Iterator
 
-from crm_pipeline import progress
+from crm_pipeline import interrupts, progress
 from crm_pipeline.connections import RunSettings
 from crm_pipeline.errors import first_line
 from crm_pipeline.liveness import abandoned_message, is_abandoned, now
@@ -162,6 +162,7 @@ def stage(run_id: str, name: str) -> Iterator[dict[str, Any]]:
     record_stage_start(run_id, name, started_at)
     progress.emit(name, "running")
     try:
+        interrupts.check()  # an interrupt that a library swallowed stops the night here
         yield details
     except BaseException as exc:
         record_failure(run_id, name, started_at, time.perf_counter() - started, exc)

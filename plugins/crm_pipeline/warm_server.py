@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from crm_pipeline import airflow_local, cli_common, settings
+from crm_pipeline import airflow_local, cli_common, interrupts, settings
 from crm_pipeline.cli_common import UserError
 from crm_pipeline.connections import WAREHOUSE_CONN_ID, redact
 from crm_pipeline.warm_client import (MAX_SOCKET_PATH, answer, ask, option, receive_message, socket_path)
@@ -83,6 +83,7 @@ class WarmServer:
         self.log_path = home / "logs" / "serve.log"
         self.nights = 0
         self.busy = threading.Event()
+        self.night_running = False  # SIGINT raises KeyboardInterrupt only while a night runs
         self.requests: queue.Queue = queue.Queue()
         self.stopping = False
         #: set when the server should load afresh in the same process once it stops serving
@@ -211,6 +212,14 @@ class WarmServer:
 
     # -- the main thread: one night ------------------------------------------------------
 
+    def _interrupt(self, _signum, _frame) -> None:
+        """SIGINT during a night (the client forwards its caller's Ctrl-C): recorded, so
+        that the night stops at its next stage even if a library catches the
+        KeyboardInterrupt raised here (interrupts.py)."""
+        interrupts.request()
+        if self.night_running:
+            raise KeyboardInterrupt
+
     def _refusal(self, night: list[str], env: dict[str, str]) -> tuple[str, bool] | None:
         """Why this night runs in its own process instead, and whether the server renews itself."""
         if code_stamp() != self.stamp:
@@ -237,10 +246,22 @@ class WarmServer:
                 if refusal[1]:
                     self.stopping = self.renewing = True
                 return
-            answer(conn, {"accepted": True, "pid": os.getpid()})
+            interrupts.clear()
+            previous = signal.signal(signal.SIGINT, self._interrupt)
             try:
+                answer(conn, {"accepted": True, "pid": os.getpid()})
+                self.night_running = True
                 code = self._run(night, env, str(message.get("cwd") or self.home), fds)
             except KeyboardInterrupt:  # the caller's Ctrl-C before or after the command itself
+                code = INTERRUPTED
+            finally:
+                self.night_running = False
+                signal.signal(signal.SIGINT, previous)
+            if interrupts.requested() and code != INTERRUPTED:
+                # a library caught the interrupt and the night went on (to its next stage, or
+                # its end): it is still an interrupted night, and the server renews itself
+                os.write(fds[2], f"interrupted (the night ended with {code}): the published tables are "
+                                 "unchanged unless the publish step had finished\n".encode())
                 code = INTERRUPTED
             self.nights += 1
             self._log(f"`crm {' '.join(redact(a) for a in night)}` ended with {code} in "
