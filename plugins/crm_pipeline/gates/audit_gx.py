@@ -87,7 +87,8 @@ def run_gate2_gx(datasets: list[Dataset], docs_dir: Path, as_of: date) -> list[l
         site = "crm_gates"
         # the index lists the validations of the last INDEX_NIGHTS gate runs: Great
         # Expectations reads every result it lists, so an unbounded index cost more each
-        # night (docs/design.md, "Data Docs keep their cost"); older runs' pages stay
+        # night (docs/design.md, "Data Docs keep their cost"); the pages of the last
+        # KEPT_RUNS runs stay
         site_config = {
             "class_name": "SiteBuilder",
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
